@@ -1,0 +1,22 @@
+//! The globalmesh policy core: the ServiceEntry model, Istio's and the `.global` rules, and the
+//! address index. Pure: no I/O, no async runtime, no host bindings; it builds for
+//! `wasm32-wasip1` (the Envoy filter) and `wasm32-unknown-unknown` (the browser) as well as
+//! natively (the DNS shim and the webhook).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod check;
+pub mod document;
+pub mod finding;
+pub mod index;
+pub mod model;
+pub mod names;
+pub mod options;
+pub mod rules;
+
+pub use check::{check_addresses, check_entry, check_set, find_duplicates, DuplicateAddress};
+pub use document::{parse_str, DecodeError, ParseError, Parsed};
+pub use finding::{Finding, Rule, Severity};
+pub use index::{AddressIndex, Conflict};
+pub use model::{ObjectKey, ServiceEntry};
+pub use options::{Options, OptionsError};
+pub use rules::validate;
