@@ -1,0 +1,239 @@
+//! Native sources of ServiceEntries for the globalmesh servers and tools: files and directories.
+//!
+//! A directory is walked recursively for `.yaml`, `.yml` and `.json` files in name order.
+//! Names starting with `.` are skipped: Kubernetes ConfigMap and Secret volumes keep their
+//! real files under `..data/` and `..<timestamp>/` and expose them through symlinks at the top,
+//! so reading the hidden folders too would read every entry twice.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use policy::document::{parse_str, DecodeError, ParseError};
+use policy::ServiceEntry;
+
+/// Files larger than this are refused rather than read into memory.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// One ServiceEntry and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub source: PathBuf,
+    /// 1-based YAML document number within the file.
+    pub document: usize,
+    pub entry: Result<ServiceEntry, DecodeError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ParseError,
+    },
+    #[error("{}: file is {size} bytes; the limit is {MAX_FILE_BYTES}", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{}: not valid UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+}
+
+impl LoadError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            LoadError::Io { path, .. }
+            | LoadError::Parse { path, .. }
+            | LoadError::TooLarge { path, .. }
+            | LoadError::NotUtf8 { path } => path,
+        }
+    }
+}
+
+/// Whether a file name has one of the extensions that a directory walk reads.
+pub fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// The files a path stands for: itself when it is a file (whatever its name), or the manifests
+/// under it when it is a directory.
+pub fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let io = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(io)?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut visited = HashSet::new();
+    walk(path, &mut visited, &mut out)?;
+    Ok(out)
+}
+
+fn walk(dir: &Path, visited: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let io = |source| LoadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    // Symlinked directories may form a cycle; visit each real directory once.
+    let real = fs::canonicalize(dir).map_err(io)?;
+    if !visited.insert(real) {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.'))
+        })
+        .collect();
+    entries.sort();
+    for entry in entries {
+        // A dangling symlink is skipped, as the walk would not have found a file there.
+        let Ok(meta) = fs::metadata(&entry) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(&entry, visited, out)?;
+        } else if meta.is_file() && is_manifest(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the ServiceEntries of one file.
+pub fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
+    let io = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = fs::metadata(path).map_err(io)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
+    let bytes = fs::read(path).map_err(io)?;
+    let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
+        path: path.to_path_buf(),
+    })?;
+    let parsed = parse_str(&text).map_err(|source| LoadError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(parsed
+        .into_iter()
+        .map(|p| Loaded {
+            source: path.to_path_buf(),
+            document: p.document,
+            entry: p.entry,
+        })
+        .collect())
+}
+
+/// Reads every ServiceEntry under `path` (a file or a directory). The first unreadable or
+/// unparseable file ends the load with an error naming it.
+pub fn load_path(path: &Path) -> Result<Vec<Loaded>, LoadError> {
+    let mut out = Vec::new();
+    for file in files(path)? {
+        out.extend(load_file(&file)?);
+    }
+    Ok(out)
+}
+
+/// [`load_path`] over several paths, in order.
+pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Loaded>, LoadError> {
+    let mut out = Vec::new();
+    for path in paths {
+        out.extend(load_path(path.as_ref())?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SE: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: NAME\n  namespace: foo\nspec:\n  hosts: [NAME.bar.global]\n";
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn walks_directories_recursively_for_manifests_only() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", &SE.replace("NAME", "a"));
+        write(dir.path(), "sub/b.yml", &SE.replace("NAME", "b"));
+        write(dir.path(), "sub/c.json", r#"{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"c"}}"#);
+        write(dir.path(), "notes.txt", "not yaml: [");
+        let loaded = load_path(dir.path()).unwrap();
+        let names: Vec<String> = loaded
+            .iter()
+            .map(|l| l.entry.as_ref().unwrap().key().name)
+            .collect();
+        assert_eq!(names, vec!["a", "b", "c"]);
+        assert!(loaded[1].source.ends_with("sub/b.yml"));
+    }
+
+    #[test]
+    fn configmap_volume_layout_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "..2026_11_25/se.yaml", &SE.replace("NAME", "a"));
+        std::os::unix::fs::symlink("..2026_11_25", dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/se.yaml", dir.path().join("se.yaml")).unwrap();
+        assert_eq!(load_path(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn parse_error_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "good.yaml", &SE.replace("NAME", "a"));
+        let bad = write(dir.path(), "zbad.yaml", "kind: ServiceEntry\nspec: [\n");
+        let err = load_path(dir.path()).unwrap_err();
+        assert_eq!(err.path(), bad);
+        let text = err.to_string();
+        assert!(text.contains("zbad.yaml") && text.contains("line"), "{text}");
+    }
+
+    #[test]
+    fn missing_path_is_an_io_error_naming_it() {
+        let err = load_path(Path::new("/nonexistent/se.yaml")).unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent/se.yaml"), "{err}");
+    }
+
+    #[test]
+    fn a_file_named_explicitly_is_read_whatever_its_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "se.txt", &SE.replace("NAME", "a"));
+        assert_eq!(load_path(&path).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn binary_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.yaml");
+        fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(matches!(load_path(&path), Err(LoadError::NotUtf8 { .. })));
+    }
+}
