@@ -132,7 +132,9 @@ pub struct DuplicateAddress {
     pub owners: Vec<ObjectKey>,
 }
 
-pub fn find_duplicates<'a>(entries: impl IntoIterator<Item = &'a ServiceEntry>) -> Vec<DuplicateAddress> {
+pub fn find_duplicates<'a>(
+    entries: impl IntoIterator<Item = &'a ServiceEntry>,
+) -> Vec<DuplicateAddress> {
     let entries: Vec<&ServiceEntry> = entries.into_iter().collect();
     let index = AddressIndex::build(entries.iter().copied());
     let mut found: std::collections::BTreeMap<IpNet, std::collections::BTreeSet<ObjectKey>> =
@@ -156,4 +158,170 @@ pub fn find_duplicates<'a>(entries: impl IntoIterator<Item = &'a ServiceEntry>) 
             owners: owners.into_iter().collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Severity;
+    use crate::rules::seed_entry;
+
+    fn entry(namespace: &str, name: &str, addresses: &[&str]) -> ServiceEntry {
+        let mut se = seed_entry();
+        se.metadata.namespace = Some(namespace.into());
+        se.metadata.name = Some(name.into());
+        se.spec.hosts = vec![format!("{name}.{namespace}.global")];
+        se.spec.addresses = addresses.iter().map(|a| a.to_string()).collect();
+        se
+    }
+
+    fn duplicates(found: &[Finding]) -> Vec<&Finding> {
+        found
+            .iter()
+            .filter(|f| f.rule == Rule::DuplicateAddress)
+            .collect()
+    }
+
+    #[test]
+    fn denies_second_owner_of_an_address_and_suggests_a_free_one() {
+        let first = entry("foo", "httpbin-bar", &["127.255.0.2"]);
+        let second = entry("foo", "other", &["127.255.0.2/32"]);
+        let index = AddressIndex::build([&first]);
+        let found = check_addresses(&second, &index, &Options::default());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].severity, Severity::Error);
+        assert_eq!(found[0].path, "spec.addresses[0]");
+        assert!(
+            found[0]
+                .message
+                .contains("127.255.0.2/32 is already used by ServiceEntry foo/httpbin-bar"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[0]
+                .message
+                .contains("next free address in 127.255.0.0/16 is 127.255.0.1"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn suggestion_skips_the_entrys_own_addresses() {
+        let first = entry("foo", "a", &["127.255.0.1"]);
+        let second = entry("foo", "b", &["127.255.0.2", "127.255.0.1"]);
+        let index = AddressIndex::build([&first]);
+        let found = check_addresses(&second, &index, &Options::default());
+        assert!(
+            found[0].message.ends_with("is 127.255.0.3"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn overlapping_cidr_names_the_held_block() {
+        let wide = entry("ns1", "wide", &["240.0.0.0/24"]);
+        let index = AddressIndex::build([&wide]);
+        let found = check_addresses(
+            &entry("foo", "b", &["240.0.0.7"]),
+            &index,
+            &Options::default(),
+        );
+        assert!(
+            found[0].message.contains("ns1/wide (240.0.0.0/24)"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[0].message.contains("is 240.0.1.0"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn update_never_conflicts_with_its_own_old_version() {
+        let old = entry("foo", "httpbin-bar", &["127.255.0.2"]);
+        let index = AddressIndex::build([&old]);
+        let new = entry("foo", "httpbin-bar", &["127.255.0.2", "127.255.0.9"]);
+        assert!(check_addresses(&new, &index, &Options::default()).is_empty());
+    }
+
+    #[test]
+    fn same_name_in_another_namespace_is_another_owner() {
+        let index = AddressIndex::build([&entry("foo", "a", &["127.255.0.2"])]);
+        assert_eq!(
+            duplicates(&check_addresses(
+                &entry("bar", "a", &["127.255.0.2"]),
+                &index,
+                &Options::default()
+            ))
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn same_address_twice_in_one_entry_is_an_error() {
+        let se = entry("foo", "a", &["127.255.0.2", "127.255.0.2/32"]);
+        let found = check_addresses(&se, &AddressIndex::new(), &Options::default());
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "spec.addresses[1]");
+        assert!(found[0]
+            .message
+            .contains("listed twice in this ServiceEntry (also spec.addresses[0])"));
+        let overlap = entry("foo", "a", &["10.0.0.0/8", "10.1.1.1"]);
+        let found = check_addresses(&overlap, &AddressIndex::new(), &Options::default());
+        assert!(
+            found[0].message.contains("overlaps 10.0.0.0/8"),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_full_range_says_so() {
+        let options = Options::new(None, &[], &["127.255.0.0/30".into()]).unwrap();
+        let index = AddressIndex::build([&entry("foo", "a", &["127.255.0.1", "127.255.0.2"])]);
+        let found = check_addresses(&entry("foo", "b", &["127.255.0.2"]), &index, &options);
+        assert!(
+            found[0].message.contains("no free address is left"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn check_set_reports_the_later_claimant_only() {
+        let a = entry("foo", "a", &["127.255.0.2"]);
+        let b = entry("foo", "b", &["127.255.0.2"]);
+        let results = check_set(&[&a, &b], &[], &Options::default());
+        assert!(duplicates(&results[0]).is_empty());
+        assert_eq!(duplicates(&results[1]).len(), 1);
+    }
+
+    #[test]
+    fn check_set_against_existing_treats_same_key_as_update() {
+        let existing = entry("foo", "a", &["127.255.0.2"]);
+        let updated = entry("foo", "a", &["127.255.0.3"]);
+        let newcomer = entry("foo", "b", &["127.255.0.2"]);
+        let results = check_set(&[&updated, &newcomer], &[&existing], &Options::default());
+        assert!(results[0].is_empty(), "{:#?}", results[0]);
+        // The update released 127.255.0.2, so the newcomer may take it.
+        assert!(results[1].is_empty(), "{:#?}", results[1]);
+    }
+
+    #[test]
+    fn audit_lists_every_owner_of_a_duplicate() {
+        let a = entry("foo", "a", &["127.255.0.2"]);
+        let b = entry("bar", "b", &["127.255.0.2/32"]);
+        let c = entry("foo", "c", &["127.255.0.3"]);
+        let found = find_duplicates([&a, &b, &c]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].owners,
+            vec![ObjectKey::new("bar", "b"), ObjectKey::new("foo", "a")]
+        );
+    }
 }

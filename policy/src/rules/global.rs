@@ -105,7 +105,11 @@ fn ranges_text(ranges: &[IpNet]) -> String {
 
 fn endpoints(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
     let spec = &se.spec;
-    let declared: HashSet<&str> = spec.ports.iter().filter_map(|p| p.name.as_deref()).collect();
+    let declared: HashSet<&str> = spec
+        .ports
+        .iter()
+        .filter_map(|p| p.name.as_deref())
+        .collect();
     // Istio's rules check endpoint port names under STATIC and DNS resolution already.
     let istio_checks_names = matches!(
         Resolution::parse(spec.resolution.as_deref()),
@@ -151,7 +155,9 @@ fn endpoints(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
                 out.push(Finding::error(
                     Rule::GatewayPort,
                     port_path,
-                    format!("port {number} is not the gateway port {gateway}; set {name}: {gateway}"),
+                    format!(
+                        "port {number} is not the gateway port {gateway}; set {name}: {gateway}"
+                    ),
                 ));
             }
         }
@@ -180,5 +186,221 @@ fn mode(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
                 spec.location.as_deref().unwrap_or("unset (MESH_EXTERNAL)")
             ),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Severity;
+    use crate::model::ServiceEntrySpec;
+    use crate::rules::seed_entry;
+
+    fn global_with(options: &Options, change: impl FnOnce(&mut ServiceEntrySpec)) -> Vec<Finding> {
+        let mut se = seed_entry();
+        change(&mut se.spec);
+        let mut out = Vec::new();
+        validate(&se, options, &mut out);
+        out
+    }
+
+    fn with(change: impl FnOnce(&mut ServiceEntrySpec)) -> Vec<Finding> {
+        global_with(&Options::default(), change)
+    }
+
+    fn assert_one(found: &[Finding], severity: Severity, rule: Rule, path: &str, needle: &str) {
+        assert!(
+            found.iter().any(|f| f.severity == severity
+                && f.rule == rule
+                && f.path == path
+                && f.message.contains(needle)),
+            "expected {severity} {rule:?} at {path} containing {needle:?}, got {found:#?}"
+        );
+    }
+
+    #[test]
+    fn seed_passes_global_rules() {
+        assert_eq!(with(|_| {}), vec![]);
+    }
+
+    #[test]
+    fn entries_outside_the_suffix_are_not_global() {
+        assert_eq!(
+            with(|s| {
+                s.hosts = vec!["api.example.com".into()];
+                s.addresses.clear();
+                s.endpoints[0].ports = None;
+            }),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn host_must_be_name_dot_namespace_dot_global() {
+        for host in [
+            "httpbin.global",
+            "a.b.c.global",
+            "Httpbin.bar.global",
+            "*.bar.global",
+            "http_bin.bar.global",
+        ] {
+            let found = with(|s| s.hosts = vec![host.to_string()]);
+            assert_one(
+                &found,
+                Severity::Error,
+                Rule::GlobalHost,
+                "spec.hosts[0]",
+                host,
+            );
+        }
+        assert_eq!(
+            with(|s| s.hosts = vec!["httpbin.bar.global.".into()]),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn host_rule_follows_a_configured_suffix() {
+        let options = Options::new(Some("mesh.example"), &[], &[]).unwrap();
+        let found = global_with(&options, |s| s.hosts = vec!["httpbin.mesh.example".into()]);
+        assert_one(
+            &found,
+            Severity::Error,
+            Rule::GlobalHost,
+            "spec.hosts[0]",
+            "<name>.<namespace>.mesh.example",
+        );
+        assert_eq!(
+            global_with(&options, |s| s.hosts =
+                vec!["httpbin.bar.mesh.example".into()]),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn needs_at_least_one_address() {
+        assert_one(
+            &with(|s| s.addresses.clear()),
+            Severity::Error,
+            Rule::GlobalAddress,
+            "spec.addresses",
+            "no addresses",
+        );
+    }
+
+    #[test]
+    fn addresses_are_single_ips() {
+        assert_one(
+            &with(|s| s.addresses = vec!["127.255.0.0/24".into()]),
+            Severity::Error,
+            Rule::GlobalAddress,
+            "spec.addresses[0]",
+            "127.255.0.0/24",
+        );
+        assert_eq!(
+            with(|s| s.addresses = vec!["127.255.0.2/32".into()]),
+            vec![]
+        );
+        assert_one(
+            &with(|s| s.addresses = vec!["2001:db8::/64".into()]),
+            Severity::Error,
+            Rule::GlobalAddress,
+            "spec.addresses[0]",
+            "/128",
+        );
+    }
+
+    #[test]
+    fn address_outside_vip_ranges_warns() {
+        assert_one(
+            &with(|s| s.addresses = vec!["10.0.0.7".into()]),
+            Severity::Warning,
+            Rule::GlobalAddress,
+            "spec.addresses[0]",
+            "10.0.0.7 is outside",
+        );
+        assert_eq!(with(|s| s.addresses = vec!["240.0.0.9".into()]), vec![]);
+        assert_eq!(with(|s| s.addresses = vec!["240.240.1.1".into()]), vec![]);
+    }
+
+    #[test]
+    fn endpoint_needs_a_ports_map() {
+        assert_one(
+            &with(|s| s.endpoints[0].ports = None),
+            Severity::Error,
+            Rule::GatewayPort,
+            "spec.endpoints[0].ports",
+            "no ports map",
+        );
+        assert_one(
+            &with(|s| s.endpoints[0].ports = Some(Default::default())),
+            Severity::Error,
+            Rule::GatewayPort,
+            "spec.endpoints[0].ports",
+            "empty",
+        );
+    }
+
+    #[test]
+    fn endpoint_port_must_be_the_gateway_port() {
+        let found = with(|s| {
+            s.endpoints[0].ports = Some([("http1".to_string(), 8000)].into_iter().collect())
+        });
+        assert_one(
+            &found,
+            Severity::Error,
+            Rule::GatewayPort,
+            "spec.endpoints[0].ports.http1",
+            "port 8000 is not the gateway port 15443",
+        );
+    }
+
+    #[test]
+    fn gateway_ports_are_configurable_for_nodeport() {
+        let options = Options::new(None, &[15443, 31443], &[]).unwrap();
+        let nodeport = |s: &mut ServiceEntrySpec| {
+            s.endpoints[0].ports = Some([("http1".to_string(), 31443)].into_iter().collect())
+        };
+        assert_eq!(global_with(&options, nodeport), vec![]);
+        assert_one(
+            &with(nodeport),
+            Severity::Error,
+            Rule::GatewayPort,
+            "spec.endpoints[0].ports.http1",
+            "31443",
+        );
+    }
+
+    #[test]
+    fn endpoint_port_names_must_be_declared_even_without_istio_checking() {
+        let found = with(|s| {
+            s.resolution = Some("NONE".into());
+            s.endpoints[0].ports = Some([("grpc".to_string(), 15443)].into_iter().collect());
+        });
+        assert_one(
+            &found,
+            Severity::Error,
+            Rule::GatewayPort,
+            "spec.endpoints[0].ports.grpc",
+            "not a port declared",
+        );
+    }
+
+    #[test]
+    fn resolution_and_location_warn() {
+        assert_one(
+            &with(|s| s.resolution = Some("STATIC".into())),
+            Severity::Warning,
+            Rule::GlobalMode,
+            "spec.resolution",
+            "STATIC",
+        );
+        assert_one(
+            &with(|s| s.location = None),
+            Severity::Warning,
+            Rule::GlobalMode,
+            "spec.location",
+            "MESH_EXTERNAL",
+        );
     }
 }

@@ -9,8 +9,7 @@ use ipnet::IpNet;
 use crate::finding::{Finding, Rule};
 use crate::model::{Resolution, ServiceEntry, ServiceEntrySpec, WorkloadEntry};
 use crate::names::{
-    check_fqdn, check_label_key, check_wildcard_domain, is_dns1123_label, is_label_value,
-    truncate,
+    check_fqdn, check_label_key, check_wildcard_domain, is_dns1123_label, is_label_value, truncate,
 };
 
 const MAX_HOSTS: usize = 256;
@@ -59,7 +58,11 @@ fn warning(out: &mut Vec<Finding>, path: impl Into<String>, message: impl Into<S
 
 fn hosts(spec: &ServiceEntrySpec, out: &mut Vec<Finding>) {
     if spec.hosts.is_empty() {
-        error(out, "spec.hosts", "no hosts: a ServiceEntry needs at least one host");
+        error(
+            out,
+            "spec.hosts",
+            "no hosts: a ServiceEntry needs at least one host",
+        );
         return;
     }
     if spec.hosts.len() > MAX_HOSTS {
@@ -214,7 +217,8 @@ fn ports(spec: &ServiceEntrySpec, out: &mut Vec<Finding>) {
                 format!("unrecognized protocol {protocol:?}"),
             );
         }
-        if spec.addresses.is_empty() && (protocol.is_empty() || protocol.eq_ignore_ascii_case("TCP"))
+        if spec.addresses.is_empty()
+            && (protocol.is_empty() || protocol.eq_ignore_ascii_case("TCP"))
         {
             warning(
                 out,
@@ -291,7 +295,11 @@ fn endpoints(spec: &ServiceEntrySpec, resolution: Resolution, out: &mut Vec<Find
             ),
         );
     }
-    let declared: HashSet<&str> = spec.ports.iter().filter_map(|p| p.name.as_deref()).collect();
+    let declared: HashSet<&str> = spec
+        .ports
+        .iter()
+        .filter_map(|p| p.name.as_deref())
+        .collect();
     match resolution {
         Resolution::None => {
             if !spec.endpoints.is_empty() {
@@ -486,7 +494,11 @@ fn multi_host(spec: &ServiceEntrySpec, resolution: Resolution, out: &mut Vec<Fin
             "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" | "HTTPS" | "TLS"
         );
         if !http_or_tls {
-            let shown = if protocol.is_empty() { "unset" } else { &protocol };
+            let shown = if protocol.is_empty() {
+                "unset"
+            } else {
+                &protocol
+            };
             error(
                 out,
                 format!("spec.ports[{i}].protocol"),
@@ -530,5 +542,508 @@ fn export_to(se: &ServiceEntry, out: &mut Vec<Finding>) {
             "spec.exportTo",
             "\"*\" or \"~\" cannot be combined with other exportTo entries",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Severity;
+    use crate::model::{ServicePort, WorkloadSelector};
+    use crate::rules::seed_entry;
+
+    fn istio(se: &ServiceEntry) -> Vec<Finding> {
+        let mut out = Vec::new();
+        validate(se, &mut out);
+        out
+    }
+
+    /// Applies `change` to the seed entry and returns Istio's findings.
+    fn with(change: impl FnOnce(&mut ServiceEntrySpec)) -> Vec<Finding> {
+        let mut se = seed_entry();
+        change(&mut se.spec);
+        istio(&se)
+    }
+
+    fn assert_finding(found: &[Finding], severity: Severity, path: &str, needle: &str) {
+        assert!(
+            found
+                .iter()
+                .any(|f| f.severity == severity && f.path == path && f.message.contains(needle)),
+            "expected {severity} at {path} containing {needle:?}, got {found:#?}"
+        );
+    }
+
+    fn port(name: &str, number: i64, protocol: &str) -> ServicePort {
+        ServicePort {
+            number: Some(number),
+            protocol: Some(protocol.into()),
+            name: Some(name.into()),
+            target_port: None,
+        }
+    }
+
+    #[test]
+    fn seed_passes_istio_rules() {
+        assert_eq!(istio(&seed_entry()), vec![]);
+    }
+
+    #[test]
+    fn hosts_are_required_and_not_a_bare_wildcard() {
+        assert_finding(
+            &with(|s| s.hosts.clear()),
+            Severity::Error,
+            "spec.hosts",
+            "no hosts",
+        );
+        assert_finding(
+            &with(|s| s.hosts = vec!["*".into()]),
+            Severity::Error,
+            "spec.hosts[0]",
+            "\"*\"",
+        );
+        assert_eq!(with(|s| s.hosts = vec!["*.bar.global".into()]), vec![]);
+    }
+
+    #[test]
+    fn host_labels_and_top_level_domain_are_checked() {
+        assert_finding(
+            &with(|s| s.hosts = vec!["a_b.global".into()]),
+            Severity::Error,
+            "spec.hosts[0]",
+            "\"a_b\"",
+        );
+        assert_finding(
+            &with(|s| s.hosts = vec!["foo.123".into()]),
+            Severity::Error,
+            "spec.hosts[0]",
+            "all-numeric",
+        );
+        assert_finding(
+            &with(|s| s.hosts = vec!["foo*.bar.global".into()]),
+            Severity::Error,
+            "spec.hosts[0]",
+            "foo*",
+        );
+        assert_finding(
+            &with(|s| s.hosts = vec!["*foo.bar.global".into()]),
+            Severity::Warning,
+            "spec.hosts[0]",
+            "partial wildcard",
+        );
+    }
+
+    #[test]
+    fn crd_limits_are_enforced() {
+        assert_finding(
+            &with(|s| s.hosts = (0..257).map(|i| format!("h{i}.bar.global")).collect()),
+            Severity::Error,
+            "spec.hosts",
+            "257 hosts",
+        );
+        assert_finding(
+            &with(|s| s.addresses = vec![format!("{}1", "0".repeat(70))]),
+            Severity::Error,
+            "spec.addresses[0]",
+            "the limit is 64",
+        );
+        assert_finding(
+            &with(|s| s.endpoints = vec![s.endpoints[0].clone(); 4097]),
+            Severity::Error,
+            "spec.endpoints",
+            "4097 endpoints",
+        );
+    }
+
+    #[test]
+    fn addresses_must_be_ips_or_cidrs() {
+        assert_finding(
+            &with(|s| s.addresses = vec!["127.255.0.300".into()]),
+            Severity::Error,
+            "spec.addresses[0]",
+            "127.255.0.300",
+        );
+        assert_eq!(with(|s| s.addresses = vec!["2001:db8::1".into()]), vec![]);
+    }
+
+    #[test]
+    fn cidr_needs_resolution_none_or_static() {
+        assert_finding(
+            &with(|s| s.addresses = vec!["127.255.0.0/24".into()]),
+            Severity::Error,
+            "spec.addresses[0]",
+            "not DNS",
+        );
+        let static_ok = with(|s| {
+            s.addresses = vec!["127.255.0.0/24".into()];
+            s.resolution = Some("STATIC".into());
+        });
+        assert!(
+            static_ok.iter().all(|f| f.path != "spec.addresses[0]"),
+            "{static_ok:#?}"
+        );
+    }
+
+    #[test]
+    fn ports_need_number_and_unique_dns1123_name() {
+        assert_finding(
+            &with(|s| s.ports[0].number = None),
+            Severity::Error,
+            "spec.ports[0].number",
+            "missing",
+        );
+        assert_finding(
+            &with(|s| s.ports[0].number = Some(70000)),
+            Severity::Error,
+            "spec.ports[0].number",
+            "70000",
+        );
+        assert_finding(
+            &with(|s| s.ports[0].name = Some("HTTP_1".into())),
+            Severity::Error,
+            "spec.ports[0].name",
+            "HTTP_1",
+        );
+        assert_finding(
+            &with(|s| s.ports[0].name = None),
+            Severity::Error,
+            "spec.ports[0].name",
+            "missing",
+        );
+        assert_finding(
+            &with(|s| s.ports.push(port("http1", 9000, "HTTP"))),
+            Severity::Error,
+            "spec.ports[1].name",
+            "already defined",
+        );
+        assert_finding(
+            &with(|s| s.ports.push(port("http2", 8000, "HTTP"))),
+            Severity::Error,
+            "spec.ports[1].number",
+            "8000 is already defined",
+        );
+        assert_finding(
+            &with(|s| s.ports[0].target_port = Some(0)),
+            Severity::Error,
+            "spec.ports[0].targetPort",
+            "target port 0",
+        );
+        assert_eq!(with(|s| s.ports[0].target_port = Some(80)), vec![]);
+    }
+
+    #[test]
+    fn protocol_must_be_known_in_any_case() {
+        assert_finding(
+            &with(|s| s.ports[0].protocol = Some("QUIC".into())),
+            Severity::Error,
+            "spec.ports[0].protocol",
+            "QUIC",
+        );
+        assert_eq!(
+            with(|s| s.ports[0].protocol = Some("grpc-web".into())),
+            vec![]
+        );
+        assert_eq!(with(|s| s.ports[0].protocol = Some("Mongo".into())), vec![]);
+    }
+
+    #[test]
+    fn tcp_port_without_addresses_warns() {
+        let found = with(|s| {
+            s.addresses.clear();
+            s.ports[0].protocol = Some("TCP".into());
+        });
+        assert_finding(
+            &found,
+            Severity::Warning,
+            "spec.ports[0].protocol",
+            "addresses are required",
+        );
+    }
+
+    #[test]
+    fn unknown_enums_are_errors() {
+        assert_finding(
+            &with(|s| s.resolution = Some("dns".into())),
+            Severity::Error,
+            "spec.resolution",
+            "\"dns\"",
+        );
+        assert_finding(
+            &with(|s| s.location = Some("INTERNAL".into())),
+            Severity::Error,
+            "spec.location",
+            "\"INTERNAL\"",
+        );
+    }
+
+    #[test]
+    fn workload_selector_rules() {
+        let selector = |labels: &[(&str, &str)]| WorkloadSelector {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert_finding(
+            &with(|s| s.workload_selector = Some(selector(&[("app", "x")]))),
+            Severity::Error,
+            "spec.workloadSelector",
+            "only one of",
+        );
+        let no_endpoints = |labels: &'static [(&'static str, &'static str)]| {
+            with(move |s| {
+                s.endpoints.clear();
+                s.resolution = Some("STATIC".into());
+                s.workload_selector = Some(selector(labels));
+            })
+        };
+        assert_finding(
+            &no_endpoints(&[]),
+            Severity::Warning,
+            "spec.workloadSelector.labels",
+            "no labels",
+        );
+        assert_finding(
+            &no_endpoints(&[("", "x")]),
+            Severity::Error,
+            "spec.workloadSelector.labels.",
+            "empty key",
+        );
+        assert_finding(
+            &no_endpoints(&[("app", "*")]),
+            Severity::Error,
+            "spec.workloadSelector.labels.app",
+            "wildcard",
+        );
+        assert!(no_endpoints(&[("app", "x")]).is_empty());
+    }
+
+    #[test]
+    fn resolution_none_forbids_endpoints() {
+        assert_finding(
+            &with(|s| s.resolution = Some("NONE".into())),
+            Severity::Error,
+            "spec.endpoints",
+            "resolution NONE",
+        );
+        assert_finding(
+            &with(|s| s.resolution = None),
+            Severity::Error,
+            "spec.endpoints",
+            "resolution NONE",
+        );
+    }
+
+    #[test]
+    fn static_endpoints_need_ip_addresses() {
+        let stat = |change: fn(&mut WorkloadEntry)| {
+            with(move |s| {
+                s.resolution = Some("STATIC".into());
+                change(&mut s.endpoints[0]);
+            })
+        };
+        assert!(stat(|_| {}).is_empty());
+        assert_finding(
+            &stat(|e| e.address = Some("gw.example.com".into())),
+            Severity::Error,
+            "spec.endpoints[0].address",
+            "gw.example.com",
+        );
+        assert_finding(
+            &stat(|e| e.address = None),
+            Severity::Error,
+            "spec.endpoints[0].address",
+            "missing",
+        );
+        assert_finding(
+            &stat(|e| {
+                e.address = None;
+                e.network = Some("net2".into());
+            }),
+            Severity::Warning,
+            "spec.endpoints[0].address",
+            "network",
+        );
+        assert_finding(
+            &stat(|e| e.address = Some("unix://relative".into())),
+            Severity::Error,
+            "spec.endpoints[0].address",
+            "absolute path",
+        );
+        assert_finding(
+            &stat(|e| e.address = Some("unix:///sock".into())),
+            Severity::Error,
+            "spec.endpoints[0].ports",
+            "cannot have ports",
+        );
+        assert!(stat(|e| {
+            e.address = Some("unix:///sock".into());
+            e.ports = None;
+        })
+        .is_empty());
+    }
+
+    #[test]
+    fn dns_without_endpoints_needs_fqdn_hosts() {
+        assert_finding(
+            &with(|s| {
+                s.endpoints.clear();
+                s.hosts = vec!["*.bar.global".into()];
+            }),
+            Severity::Error,
+            "spec.hosts[0]",
+            "fully qualified",
+        );
+        assert!(with(|s| s.endpoints.clear()).is_empty());
+    }
+
+    #[test]
+    fn dns_round_robin_allows_one_endpoint() {
+        let found = with(|s| {
+            s.resolution = Some("DNS_ROUND_ROBIN".into());
+            s.endpoints.push(s.endpoints[0].clone());
+        });
+        assert_finding(&found, Severity::Error, "spec.endpoints", "DNS_ROUND_ROBIN");
+        assert!(with(|s| s.resolution = Some("DNS_ROUND_ROBIN".into())).is_empty());
+    }
+
+    #[test]
+    fn dns_endpoint_address_must_be_ip_or_name() {
+        assert_finding(
+            &with(|s| s.endpoints[0].address = Some("gw_1.example".into())),
+            Severity::Error,
+            "spec.endpoints[0].address",
+            "gw_1.example",
+        );
+        assert_finding(
+            &with(|s| s.endpoints[0].address = None),
+            Severity::Error,
+            "spec.endpoints[0].address",
+            "missing",
+        );
+        assert!(
+            with(|s| s.endpoints[0].address = Some("gw.cluster2.example.com".into())).is_empty()
+        );
+    }
+
+    #[test]
+    fn endpoint_ports_must_be_declared_and_in_range() {
+        let found = with(|s| {
+            s.endpoints[0].ports = Some([("tcp".to_string(), 15443)].into_iter().collect());
+        });
+        assert_finding(
+            &found,
+            Severity::Error,
+            "spec.endpoints[0].ports.tcp",
+            "declared: http1",
+        );
+        let found = with(|s| {
+            s.endpoints[0].ports = Some([("http1".to_string(), 0)].into_iter().collect());
+        });
+        assert_finding(
+            &found,
+            Severity::Error,
+            "spec.endpoints[0].ports.http1",
+            "outside 1-65535",
+        );
+    }
+
+    #[test]
+    fn endpoint_labels_must_be_valid() {
+        let found = with(|s| {
+            s.endpoints[0]
+                .labels
+                .insert("cluster".into(), "-bad".into());
+        });
+        assert_finding(
+            &found,
+            Severity::Error,
+            "spec.endpoints[0].labels.cluster",
+            "\"-bad\"",
+        );
+        let found = with(|s| {
+            s.endpoints[0].labels.insert("a/b/c".into(), "x".into());
+        });
+        assert_finding(
+            &found,
+            Severity::Error,
+            "spec.endpoints[0].labels.a/b/c",
+            "a/b/c",
+        );
+        assert!(with(|s| {
+            s.endpoints[0]
+                .labels
+                .insert("cluster".into(), "cluster2".into());
+        })
+        .is_empty());
+    }
+
+    #[test]
+    fn multiple_hosts_need_http_or_tls_ports() {
+        let two_hosts = |protocol: &'static str| {
+            with(move |s| {
+                s.hosts.push("other.bar.global".into());
+                s.ports[0].protocol = Some(protocol.into());
+            })
+        };
+        assert_finding(
+            &two_hosts("TCP"),
+            Severity::Error,
+            "spec.ports[0].protocol",
+            "TCP",
+        );
+        assert_finding(
+            &two_hosts(""),
+            Severity::Error,
+            "spec.ports[0].protocol",
+            "unset",
+        );
+        assert!(two_hosts("TLS").is_empty());
+        assert!(two_hosts("http").is_empty());
+    }
+
+    #[test]
+    fn export_to_rules() {
+        let export = |list: &[&str]| {
+            let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            with(move |s| s.export_to = list)
+        };
+        assert!(export(&[".", "bar"]).is_empty());
+        assert!(export(&["*"]).is_empty());
+        assert_finding(
+            &export(&[".", "foo"]),
+            Severity::Error,
+            "spec.exportTo[1]",
+            "listed twice",
+        );
+        assert_finding(
+            &export(&["Bad_NS"]),
+            Severity::Error,
+            "spec.exportTo[0]",
+            "Bad_NS",
+        );
+        assert_finding(
+            &export(&["*", "bar"]),
+            Severity::Error,
+            "spec.exportTo",
+            "cannot be combined",
+        );
+        assert_finding(
+            &export(&["~", "."]),
+            Severity::Error,
+            "spec.exportTo",
+            "cannot be combined",
+        );
+    }
+
+    #[test]
+    fn unchecked_fields_stay_unchecked() {
+        assert!(with(|s| {
+            s.subject_alt_names = vec!["anything at all".into()];
+            s.endpoints[0].weight = Some(-5);
+            s.endpoints[0].locality = Some("??".into());
+            s.endpoints[0].service_account = Some("x y".into());
+        })
+        .is_empty());
     }
 }
