@@ -26,18 +26,15 @@ pub struct Loaded {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{}: {source}", path.display())]
+    // The underlying error is part of the message, not a `source`, so that error chains
+    // printed with `{:#}` do not repeat it.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: ParseError,
-    },
+    #[error("{}: {error}", path.display())]
+    Parse { path: PathBuf, error: ParseError },
     #[error("{}: file is {size} bytes; the limit is {MAX_FILE_BYTES}", path.display())]
     TooLarge { path: PathBuf, size: u64 },
     #[error("{}: not valid UTF-8 text", path.display())]
@@ -67,9 +64,9 @@ pub fn is_manifest(path: &Path) -> bool {
 /// The files a path stands for: itself when it is a file (whatever its name), or the manifests
 /// under it when it is a directory.
 pub fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let io = |source| LoadError::Io {
+    let io = |error| LoadError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let meta = fs::metadata(path).map_err(io)?;
     if !meta.is_dir() {
@@ -86,9 +83,9 @@ fn walk(
     visited: &mut HashSet<PathBuf>,
     out: &mut Vec<PathBuf>,
 ) -> Result<(), LoadError> {
-    let io = |source| LoadError::Io {
+    let io = |error| LoadError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     // Symlinked directories may form a cycle; visit each real directory once.
     let real = fs::canonicalize(dir).map_err(io)?;
@@ -121,9 +118,9 @@ fn walk(
 
 /// Reads the ServiceEntries of one file.
 pub fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
-    let io = |source| LoadError::Io {
+    let io = |error| LoadError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let size = fs::metadata(path).map_err(io)?.len();
     if size > MAX_FILE_BYTES {
@@ -136,9 +133,9 @@ pub fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
     let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
         path: path.to_path_buf(),
     })?;
-    let parsed = parse_str(&text).map_err(|source| LoadError::Parse {
+    let parsed = parse_str(&text).map_err(|error| LoadError::Parse {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     Ok(parsed
         .into_iter()
