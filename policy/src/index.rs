@@ -9,8 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use smallvec::SmallVec;
 
 use crate::model::{ObjectKey, ServiceEntry};
 use crate::rules::istio::parse_address;
@@ -108,11 +110,16 @@ pub struct Conflict<'a> {
     pub owner: &'a ObjectKey,
 }
 
+/// Owners of one block: one, unless the cluster already holds a duplicate.
+type Owners = SmallVec<[Arc<ObjectKey>; 1]>;
+/// Blocks of one owner: usually one address.
+type Held = SmallVec<[Block; 1]>;
+
 /// Address → owning ServiceEntry, for one cluster.
 #[derive(Debug, Clone)]
 pub struct AddressIndex {
-    blocks: BTreeMap<Block, Vec<ObjectKey>>,
-    by_owner: HashMap<ObjectKey, Vec<Block>>,
+    blocks: BTreeMap<Block, Owners>,
+    by_owner: HashMap<Arc<ObjectKey>, Held>,
     /// How many blocks of each prefix length are present, per family (v4, v6).
     prefix_counts: [[u32; 129]; 2],
 }
@@ -133,13 +140,54 @@ impl AddressIndex {
     }
 
     /// Indexes the addresses of every entry; unparseable addresses are left out (the rules
-    /// report them).
+    /// report them). A later entry with the same `namespace/name` replaces an earlier one.
     pub fn build<'a>(entries: impl IntoIterator<Item = &'a ServiceEntry>) -> Self {
-        let mut index = Self::new();
+        let entries = entries.into_iter();
+        let mut by_owner: HashMap<Arc<ObjectKey>, Held> =
+            HashMap::with_capacity(entries.size_hint().0);
+        let mut pairs: Vec<(Block, Arc<ObjectKey>)> = Vec::with_capacity(entries.size_hint().0);
+        let mut repeated = false;
         for se in entries {
-            index.insert_entry(se);
+            let mut held: Held = se
+                .spec
+                .addresses
+                .iter()
+                .filter_map(|a| parse_address(a))
+                .map(Block::from_net)
+                .collect();
+            held.sort_unstable();
+            held.dedup();
+            if held.is_empty() {
+                repeated |= by_owner.remove(&se.key()).is_some();
+                continue;
+            }
+            let key = Arc::new(se.key());
+            pairs.extend(held.iter().map(|b| (*b, Arc::clone(&key))));
+            repeated |= by_owner.insert(key, held).is_some();
         }
-        index
+        if repeated {
+            // A later entry replaced an earlier one with the same key: take the survivors.
+            pairs = by_owner
+                .iter()
+                .flat_map(|(owner, held)| held.iter().map(|b| (*b, Arc::clone(owner))))
+                .collect();
+        }
+        // Clusters usually allocate VIPs in order, so this sort often finds its input sorted.
+        pairs.sort_unstable();
+        let mut prefix_counts = [[0u32; 129]; 2];
+        let mut blocks: Vec<(Block, Owners)> = Vec::with_capacity(pairs.len());
+        for (block, owner) in pairs {
+            prefix_counts[usize::from(block.v6)][usize::from(block.prefix)] += 1;
+            match blocks.last_mut() {
+                Some((last, owners)) if *last == block => owners.push(owner),
+                _ => blocks.push((block, smallvec::smallvec![owner])),
+            }
+        }
+        Self {
+            blocks: blocks.into_iter().collect(),
+            by_owner,
+            prefix_counts,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -173,17 +221,18 @@ impl AddressIndex {
         if nets.is_empty() {
             return;
         }
-        let mut held = Vec::with_capacity(nets.len());
+        let owner = Arc::new(owner.clone());
+        let mut held = Held::with_capacity(nets.len());
         for net in nets {
             let block = Block::from_net(*net);
             let owners = self.blocks.entry(block).or_default();
-            if !owners.contains(owner) {
-                owners.push(owner.clone());
+            if !owners.contains(&owner) {
+                owners.push(Arc::clone(&owner));
                 self.prefix_counts[usize::from(block.v6)][usize::from(block.prefix)] += 1;
                 held.push(block);
             }
         }
-        self.by_owner.insert(owner.clone(), held);
+        self.by_owner.insert(owner, held);
     }
 
     /// Forgets every block held by `owner`.
@@ -193,7 +242,7 @@ impl AddressIndex {
         };
         for block in held {
             if let Some(owners) = self.blocks.get_mut(&block) {
-                owners.retain(|o| o != owner);
+                owners.retain(|o| o.as_ref() != owner);
                 let count =
                     &mut self.prefix_counts[usize::from(block.v6)][usize::from(block.prefix)];
                 *count = count.saturating_sub(1);
@@ -216,8 +265,9 @@ impl AddressIndex {
     pub fn conflicts<'a>(&'a self, net: IpNet, except: Option<&'a ObjectKey>) -> Vec<Conflict<'a>> {
         let query = Block::from_net(net);
         let mut found = Vec::new();
-        let mut push = |block: Block, owners: &'a [ObjectKey]| {
+        let mut push = |block: Block, owners: &'a [Arc<ObjectKey>]| {
             for owner in owners {
+                let owner: &ObjectKey = owner;
                 if Some(owner) != except {
                     found.push(Conflict {
                         held: block.to_net(),
@@ -266,13 +316,16 @@ impl AddressIndex {
             .filter(|p| counts[usize::from(*p)] > 0)
             .find_map(|p| self.blocks.get(&query.truncated(p)))
             .and_then(|owners| owners.first())
+            .map(|owner| owner.as_ref())
     }
 
     /// The lowest address of `range` that no block holds and that is not in `exclude`. For IPv4
-    /// ranges wider than /31 the network and broadcast addresses are skipped.
+    /// ranges wider than /31 the network and broadcast addresses are skipped. Walks the ordered
+    /// blocks from the start of the range, so a run of taken addresses costs one step each.
     pub fn next_free(&self, range: IpNet, exclude: &[IpNet]) -> Option<IpAddr> {
         let range = Block::from_net(range);
-        let (mut candidate, last) = if !range.v6 && range.prefix < 31 {
+        let v6 = range.v6;
+        let (mut candidate, last) = if !v6 && range.prefix < 31 {
             (range.start + 1, range.end() - 1)
         } else {
             (range.start, range.end())
@@ -280,31 +333,49 @@ impl AddressIndex {
         let excluded: Vec<Block> = exclude
             .iter()
             .map(|n| Block::from_net(*n))
-            .filter(|b| b.v6 == range.v6)
+            .filter(|b| b.v6 == v6)
             .collect();
-        let counts = &self.prefix_counts[usize::from(range.v6)];
+        let counts = &self.prefix_counts[usize::from(v6)];
+        // Blocks wider than one address may cover a candidate from a start before it.
+        let wide: Vec<u8> = (0..range.bits())
+            .filter(|p| counts[usize::from(*p)] > 0)
+            .collect();
+        let from = Block {
+            v6,
+            start: candidate,
+            prefix: 0,
+        };
+        let mut blocks = self.blocks.range(from..).map(|(b, _)| *b).peekable();
         while candidate <= last {
             let point = Block {
-                v6: range.v6,
+                v6,
                 start: candidate,
                 prefix: range.bits(),
             };
-            let held = (0..=point.prefix)
-                .filter(|p| counts[usize::from(*p)] > 0)
-                .map(|p| point.truncated(p))
-                .find(|b| self.blocks.contains_key(b));
-            let covering = held.or_else(|| {
-                excluded
-                    .iter()
-                    .copied()
-                    .find(|b| b.prefix <= point.prefix && point.truncated(b.prefix) == *b)
-            });
-            match covering {
-                None => return Some(addr_of(range.v6, candidate)),
-                Some(block) => match block.end().checked_add(1) {
-                    Some(next) => candidate = next,
-                    None => return None,
-                },
+            let mut cover_end = wide
+                .iter()
+                .map(|p| point.truncated(*p))
+                .filter(|b| self.blocks.contains_key(b))
+                .chain(
+                    excluded
+                        .iter()
+                        .copied()
+                        .filter(|b| b.start <= candidate && candidate <= b.end()),
+                )
+                .map(Block::end)
+                .max();
+            while blocks
+                .peek()
+                .is_some_and(|b| b.v6 == v6 && b.start < candidate)
+            {
+                blocks.next();
+            }
+            while let Some(block) = blocks.next_if(|b| b.v6 == v6 && b.start == candidate) {
+                cover_end = cover_end.max(Some(block.end()));
+            }
+            match cover_end {
+                None => return Some(addr_of(v6, candidate)),
+                Some(end) => candidate = end.checked_add(1)?,
             }
         }
         None
