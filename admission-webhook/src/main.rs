@@ -1,8 +1,13 @@
 use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use admission_webhook::check::{self, CheckConfig, Format};
+use admission_webhook::manifests::{self, ManifestConfig};
+use admission_webhook::server::{self, ServeConfig};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use policy::Options;
 
@@ -21,6 +26,83 @@ enum Command {
     /// Exit status: 0 when no errors (warnings allowed), 1 on violations, 2 on unreadable or
     /// unparseable input or bad usage.
     Check(CheckArgs),
+    /// Serve POST /validate over TLS for the Kubernetes API server.
+    Serve(ServeArgs),
+    /// List addresses held by more than one ServiceEntry (exit 1 when there are any).
+    Audit(AuditArgs),
+    /// Write a CA (ca.crt) and a serving pair (tls.crt, tls.key) for the webhook's Service.
+    Certs(CertsArgs),
+    /// Print the ValidatingWebhookConfiguration, Service and Deployment.
+    Manifests(ManifestsArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address of the TLS listener.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// PEM certificate chain; reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: PathBuf,
+    /// PEM private key; reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    tls_key: PathBuf,
+    /// Require client certificates signed by this PEM CA.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// The cluster's ServiceEntries (files or directories; repeatable); reloaded on change.
+    #[arg(long = "service-entries", value_name = "PATH", required = true)]
+    service_entries: Vec<PathBuf>,
+    /// Plain-HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Seconds a client may take for its TLS handshake, its headers, or its body.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    client_timeout: u64,
+    #[command(flatten)]
+    rules: RuleArgs,
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// The cluster's ServiceEntries (files or directories; repeatable).
+    #[arg(long = "service-entries", value_name = "PATH", required = true)]
+    service_entries: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long)]
+    service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(long)]
+    namespace: String,
+    /// Folder to write ca.crt, tls.crt and tls.key into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Extra IP address for the certificate (repeatable).
+    #[arg(long = "ip", value_name = "IP")]
+    ips: Vec<IpAddr>,
+    /// Extra DNS name for the certificate (repeatable).
+    #[arg(long = "dns", value_name = "NAME")]
+    dns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ManifestsArgs {
+    /// Namespace the webhook runs in (excluded from its own rules, with kube-system).
+    #[arg(long)]
+    namespace: String,
+    /// PEM CA that signed the serving certificate (ca.crt from `certs`).
+    #[arg(long, value_name = "FILE")]
+    ca_bundle: PathBuf,
+    /// Container image of the webhook.
+    #[arg(long, default_value = "ghcr.io/globalmesh/admission-webhook:latest")]
+    image: String,
+    /// Name of the webhook's Service.
+    #[arg(long, default_value = "globalmesh-webhook")]
+    service: String,
 }
 
 #[derive(Debug, Args)]
@@ -77,7 +159,103 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => run_check(args),
+        Command::Serve(args) => run_serve(args),
+        Command::Audit(args) => run_audit(args),
+        Command::Certs(args) => run_certs(args),
+        Command::Manifests(args) => run_manifests(args),
     }
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = ServeConfig {
+        listen: args.listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        client_ca: args.client_ca,
+        admin: args.admin,
+        options: args.rules.options()?,
+        client_timeout: Duration::from_secs(args.client_timeout.max(1)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            result = server::run(config, args.service_entries) => result.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let loaded = catalog::load_paths(&args.service_entries)?;
+    let entries: Vec<&policy::ServiceEntry> = loaded
+        .iter()
+        .filter_map(|l| l.entry.as_ref().ok())
+        .collect();
+    let duplicates = policy::find_duplicates(entries.iter().copied());
+    let mut out = std::io::stdout().lock();
+    for dup in &duplicates {
+        let owners: Vec<String> = dup.owners.iter().map(ToString::to_string).collect();
+        writeln!(out, "{}: {}", dup.address, owners.join(", "))?;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "audited {} ServiceEntries: {} duplicate addresses",
+        entries.len(),
+        duplicates.len()
+    );
+    Ok(if duplicates.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run_certs(args: CertsArgs) -> anyhow::Result<ExitCode> {
+    let written = admission_webhook::certs::generate(
+        &args.service,
+        &args.namespace,
+        &args.dns,
+        &args.ips,
+        &args.out,
+    )?;
+    println!(
+        "wrote {}, {} and {} for {}",
+        written.ca.display(),
+        written.cert.display(),
+        written.key.display(),
+        written.sans.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_manifests(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
+    let ca_bundle_pem = std::fs::read_to_string(&args.ca_bundle)
+        .with_context(|| format!("{}", args.ca_bundle.display()))?;
+    if !ca_bundle_pem.contains("-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!("{}: no PEM certificate found", args.ca_bundle.display());
+    }
+    let config = ManifestConfig {
+        namespace: args.namespace,
+        service: args.service,
+        image: args.image,
+        ca_bundle_pem,
+        port: 443,
+        admin_port: 15080,
+    };
+    print!("{}", manifests::render(&config)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {

@@ -22,4 +22,5 @@ pub use finding::{Finding, Rule, Severity};
 pub use index::{AddressIndex, Conflict};
 pub use model::{ObjectKey, ServiceEntry};
 pub use options::{Options, OptionsError};
+pub use rules::istio::parse_address;
 pub use rules::validate;

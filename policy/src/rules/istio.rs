@@ -100,7 +100,7 @@ fn hosts(spec: &ServiceEntrySpec, out: &mut Vec<Finding>) {
 }
 
 /// Parses an address as Istio does: an IP, or a CIDR when it holds a `/`.
-pub(crate) fn parse_address(address: &str) -> Option<IpNet> {
+pub fn parse_address(address: &str) -> Option<IpNet> {
     if address.contains('/') {
         address.parse::<IpNet>().ok()
     } else {

@@ -1,0 +1,128 @@
+//! Prometheus metrics of the webhook, served in text format on the admin port.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    pub operation: &'static str,
+    /// `allowed` or `denied`.
+    pub verdict: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reviews: Family<ReviewLabels, Counter>,
+    pub denials: Family<ReasonLabels, Counter>,
+    pub rejected_requests: Family<StatusLabels, Counter>,
+    pub duration: Histogram,
+    pub catalog_entries: Gauge,
+    pub reservations: Gauge,
+    pub catalog_reload_errors: Counter,
+    pub certificate_reloads: Counter,
+    pub certificate_reload_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        registry.register(
+            "admission_reviews",
+            "AdmissionReviews answered, by operation and verdict",
+            reviews.clone(),
+        );
+        let denials = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "admission_denials",
+            "Denied reviews, by the rule that denied them",
+            denials.clone(),
+        );
+        let rejected_requests = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "admission_rejected_requests",
+            "Requests refused before review (bad content type, body or size), by HTTP status",
+            rejected_requests.clone(),
+        );
+        // 50 µs to about 400 ms.
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.000_05, 2.0, 14,
+        ));
+        registry.register(
+            "admission_review_duration_seconds",
+            "Time to decide one review, from parsed body to response",
+            duration.clone(),
+        );
+        let catalog_entries = Gauge::default();
+        registry.register(
+            "admission_catalog_entries",
+            "ServiceEntries with addresses in the catalog",
+            catalog_entries.clone(),
+        );
+        let reservations = Gauge::default();
+        registry.register(
+            "admission_reservations",
+            "Addresses held for admitted ServiceEntries not yet in the catalog",
+            reservations.clone(),
+        );
+        let catalog_reload_errors = Counter::default();
+        registry.register(
+            "admission_catalog_reload_errors",
+            "Catalog reloads that failed and kept the last good catalog",
+            catalog_reload_errors.clone(),
+        );
+        let certificate_reloads = Counter::default();
+        registry.register(
+            "admission_certificate_reloads",
+            "Serving certificate reloads that took effect",
+            certificate_reloads.clone(),
+        );
+        let certificate_reload_errors = Counter::default();
+        registry.register(
+            "admission_certificate_reload_errors",
+            "Serving certificate reloads that failed and kept the old pair",
+            certificate_reload_errors.clone(),
+        );
+        Metrics {
+            registry,
+            reviews,
+            denials,
+            rejected_requests,
+            duration,
+            catalog_entries,
+            reservations,
+            catalog_reload_errors,
+            certificate_reloads,
+            certificate_reload_errors,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,318 @@
+//! The decision for one admission request, given the cluster's address index: pure, so that
+//! every case is a unit test.
+
+use ipnet::IpNet;
+use policy::document::decode;
+use policy::{check_entry, parse_address, AddressIndex, Finding, ObjectKey, Options, Severity};
+use serde_json::Value;
+
+use crate::review::{AdmissionRequest, Operation, Verdict};
+
+/// Kubernetes shows warnings longer than this badly; longer ones are cut.
+const MAX_WARNING_CHARS: usize = 120;
+
+/// What a review decided, and the addresses an admitted object claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// Set when a ServiceEntry was admitted: its key and addresses, to hold until the object
+    /// shows up in the catalog.
+    pub claim: Option<(ObjectKey, Vec<IpNet>)>,
+    /// The denial reasons (rule names) for metrics; empty when allowed.
+    pub reasons: Vec<&'static str>,
+}
+
+impl Decision {
+    fn allow() -> Self {
+        Decision {
+            verdict: Verdict::allow(),
+            claim: None,
+            reasons: Vec::new(),
+        }
+    }
+
+    /// The answer while no catalog has loaded: checking against nothing would admit duplicates.
+    pub fn not_ready() -> Self {
+        Self::deny(
+            503,
+            "not-ready",
+            "the webhook has not loaded the cluster's ServiceEntries yet; retry shortly".into(),
+        )
+    }
+
+    fn deny(code: u16, reason: &'static str, message: String) -> Self {
+        Decision {
+            verdict: Verdict::deny(code, message),
+            claim: None,
+            reasons: vec![reason],
+        }
+    }
+}
+
+/// Whether the request is about a ServiceEntry of networking.istio.io.
+pub fn is_service_entry(request: &AdmissionRequest) -> bool {
+    request.kind.group == policy::model::GROUP && request.kind.kind == policy::model::KIND
+}
+
+pub fn decide(request: &AdmissionRequest, index: &AddressIndex, options: &Options) -> Decision {
+    if !matches!(request.operation, Operation::Create | Operation::Update)
+        || !is_service_entry(request)
+    {
+        return Decision::allow();
+    }
+    let Some(mut object) = request.object.clone().filter(|o| !o.is_null()) else {
+        return Decision::deny(
+            400,
+            "decode",
+            format!("{} request has no object", request.operation.as_str()),
+        );
+    };
+    // The API server fills metadata.namespace, but be safe with hand-made reviews.
+    if let (Some(namespace), Some(meta)) = (
+        request.namespace.as_deref().filter(|n| !n.is_empty()),
+        object.get_mut("metadata").and_then(Value::as_object_mut),
+    ) {
+        meta.entry("namespace")
+            .or_insert_with(|| Value::String(namespace.to_string()));
+    }
+    let se = match decode(object) {
+        Ok(se) => se,
+        Err(e) => {
+            return Decision::deny(
+                400,
+                "decode",
+                format!(
+                    "ServiceEntry {} cannot be decoded: {}: {}",
+                    e.key, e.path, e.message
+                ),
+            )
+        }
+    };
+    let key = se.key();
+    let findings = check_entry(&se, index, options);
+    let (errors, warnings): (Vec<&Finding>, Vec<&Finding>) =
+        findings.iter().partition(|f| f.severity == Severity::Error);
+    if !errors.is_empty() {
+        let mut reasons: Vec<&'static str> = errors.iter().map(|f| f.rule.as_str()).collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        let plural = if errors.len() == 1 { "" } else { "s" };
+        let mut message = format!("ServiceEntry {key} has {} violation{plural}:", errors.len());
+        for f in &errors {
+            message.push_str(&format!("\n- {}: {}", f.path, f.message));
+        }
+        return Decision {
+            verdict: Verdict::deny(422, message),
+            claim: None,
+            reasons,
+        };
+    }
+    let nets: Vec<IpNet> = se
+        .spec
+        .addresses
+        .iter()
+        .filter_map(|a| parse_address(a).map(|n| n.trunc()))
+        .collect();
+    Decision {
+        verdict: Verdict {
+            warnings: warnings.iter().map(|f| short_warning(f)).collect(),
+            ..Verdict::allow()
+        },
+        claim: Some((key, nets)),
+        reasons: Vec::new(),
+    }
+}
+
+fn short_warning(finding: &Finding) -> String {
+    let text = format!("{}: {}", finding.path, finding.message);
+    if text.chars().count() <= MAX_WARNING_CHARS {
+        return text;
+    }
+    let mut cut: String = text.chars().take(MAX_WARNING_CHARS - 3).collect();
+    cut.push_str("...");
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::review::{GroupVersionKind, GroupVersionResource};
+    use serde_json::json;
+
+    fn object(name: &str, address: &str, gateway_port: u16) -> Value {
+        json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": name, "namespace": "foo"},
+            "spec": {
+                "hosts": [format!("{name}.bar.global")],
+                "location": "MESH_INTERNAL",
+                "ports": [{"name": "http1", "number": 8000, "protocol": "http"}],
+                "resolution": "DNS",
+                "addresses": [address],
+                "endpoints": [{"address": "198.18.2.1", "ports": {"http1": gateway_port}}]
+            }
+        })
+    }
+
+    fn request(operation: Operation, object: Option<Value>) -> AdmissionRequest {
+        AdmissionRequest {
+            uid: "u".into(),
+            kind: GroupVersionKind {
+                group: "networking.istio.io".into(),
+                version: "v1".into(),
+                kind: "ServiceEntry".into(),
+            },
+            resource: GroupVersionResource::default(),
+            sub_resource: None,
+            name: None,
+            namespace: Some("foo".into()),
+            operation,
+            object,
+            old_object: None,
+            dry_run: None,
+        }
+    }
+
+    fn index_with(name: &str, address: &str) -> AddressIndex {
+        let se = decode(object(name, address, 15443)).unwrap();
+        AddressIndex::build([&se])
+    }
+
+    #[test]
+    fn admits_a_valid_entry_and_claims_its_address() {
+        let d = decide(
+            &request(
+                Operation::Create,
+                Some(object("httpbin", "127.255.0.2", 15443)),
+            ),
+            &AddressIndex::new(),
+            &Options::default(),
+        );
+        assert!(d.verdict.allowed);
+        assert_eq!(
+            d.claim,
+            Some((
+                ObjectKey::new("foo", "httpbin"),
+                vec!["127.255.0.2/32".parse().unwrap()]
+            ))
+        );
+    }
+
+    #[test]
+    fn denies_a_duplicate_naming_owner_and_free_address() {
+        let index = index_with("httpbin", "127.255.0.2");
+        let d = decide(
+            &request(
+                Operation::Create,
+                Some(object("other", "127.255.0.2", 15443)),
+            ),
+            &index,
+            &Options::default(),
+        );
+        assert!(!d.verdict.allowed);
+        assert_eq!(d.verdict.code, 422);
+        assert!(d.verdict.message.starts_with("ServiceEntry foo/other has 1 violation:\n- spec.addresses[0]: address 127.255.0.2 is already used by ServiceEntry foo/httpbin"), "{}", d.verdict.message);
+        assert!(d.verdict.message.contains("127.255.0.1"));
+        assert_eq!(d.reasons, vec!["duplicate-address"]);
+        assert_eq!(d.claim, None);
+    }
+
+    #[test]
+    fn lists_every_violation() {
+        let index = index_with("httpbin", "127.255.0.2");
+        let d = decide(
+            &request(
+                Operation::Create,
+                Some(object("other", "127.255.0.2", 8000)),
+            ),
+            &index,
+            &Options::default(),
+        );
+        assert!(d.verdict.message.contains("has 2 violations"));
+        assert!(d
+            .verdict
+            .message
+            .contains("- spec.endpoints[0].ports.http1: port 8000 is not the gateway port 15443"));
+        assert_eq!(d.reasons, vec!["duplicate-address", "gateway-port"]);
+    }
+
+    #[test]
+    fn update_does_not_conflict_with_its_old_version() {
+        let index = index_with("httpbin", "127.255.0.2");
+        let d = decide(
+            &request(
+                Operation::Update,
+                Some(object("httpbin", "127.255.0.2", 15443)),
+            ),
+            &index,
+            &Options::default(),
+        );
+        assert!(d.verdict.allowed, "{}", d.verdict.message);
+    }
+
+    #[test]
+    fn delete_connect_and_other_kinds_are_allowed_untouched() {
+        let index = AddressIndex::new();
+        for op in [Operation::Delete, Operation::Connect] {
+            let d = decide(&request(op, None), &index, &Options::default());
+            assert_eq!(d, Decision::allow());
+        }
+        let mut pod = request(Operation::Create, Some(json!({"garbage": true})));
+        pod.kind = GroupVersionKind {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "Pod".into(),
+        };
+        assert_eq!(decide(&pod, &index, &Options::default()), Decision::allow());
+    }
+
+    #[test]
+    fn undecodable_object_is_a_400_naming_the_field() {
+        let mut bad = object("x", "127.255.0.2", 15443);
+        bad["spec"]["hostz"] = json!(["y"]);
+        let d = decide(
+            &request(Operation::Create, Some(bad)),
+            &AddressIndex::new(),
+            &Options::default(),
+        );
+        assert_eq!(d.verdict.code, 400);
+        assert!(
+            d.verdict.message.contains("spec.hostz"),
+            "{}",
+            d.verdict.message
+        );
+        let d = decide(
+            &request(Operation::Create, None),
+            &AddressIndex::new(),
+            &Options::default(),
+        );
+        assert_eq!(d.verdict.code, 400);
+    }
+
+    #[test]
+    fn warnings_are_short_and_returned_when_allowed() {
+        let d = decide(
+            &request(Operation::Create, Some(object("x", "10.9.9.9", 15443))),
+            &AddressIndex::new(),
+            &Options::default(),
+        );
+        assert!(d.verdict.allowed);
+        assert_eq!(d.verdict.warnings.len(), 1);
+        assert!(d.verdict.warnings[0].chars().count() <= MAX_WARNING_CHARS);
+        assert!(d.verdict.warnings[0].starts_with("spec.addresses[0]: address 10.9.9.9 is outside"));
+    }
+
+    #[test]
+    fn namespace_comes_from_the_request_when_the_object_lacks_it() {
+        let index = index_with("httpbin", "127.255.0.2");
+        let mut obj = object("httpbin", "127.255.0.2", 15443);
+        obj["metadata"].as_object_mut().unwrap().remove("namespace");
+        let d = decide(
+            &request(Operation::Update, Some(obj)),
+            &index,
+            &Options::default(),
+        );
+        assert!(d.verdict.allowed, "{}", d.verdict.message);
+    }
+}
