@@ -99,6 +99,17 @@ async fn validate(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
             format!("content type {got:?} is not application/json"),
         );
     }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return reject(
+            &app,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        );
+    }
     let limited = Limited::new(body, MAX_BODY_BYTES);
     let bytes = match tokio::time::timeout(app.client_timeout, limited.collect()).await {
         Err(_) => {
