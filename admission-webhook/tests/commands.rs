@@ -40,7 +40,11 @@ fn certs_then_manifests_render_a_configuration_with_the_ca_bundle() {
         .arg(dir.path().join("ca.crt"))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout).unwrap();
     let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
     assert!(text.contains(&admission_webhook::manifests::base64(&ca)));
@@ -75,5 +79,8 @@ fn serve_refuses_to_start_with_a_key_that_does_not_match() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(err.contains("the private key does not match the certificate"), "{err}");
+    assert!(
+        err.contains("the private key does not match the certificate"),
+        "{err}"
+    );
 }

@@ -90,6 +90,21 @@ fn denies_duplicate_vip_and_wrong_port_with_every_violation() {
 }
 
 #[test]
+fn readme_denial_message_is_exactly_what_is_sent() {
+    let webhook = Webhook::start(Start::default());
+    let text = std::fs::read_to_string(common::data("bad/duplicate-and-wrong-port.yaml")).unwrap();
+    let object: Value = serde_norway::from_str(&text).unwrap();
+    let answer = webhook.review(&review(V1, "u-readme", "CREATE", Some(object), None, false));
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```text\n{message}\n```")),
+        "README does not show:\n{message}"
+    );
+}
+
+#[test]
 fn warnings_are_returned_when_allowed() {
     let webhook = Webhook::start(Start::default());
     let answer = webhook.review(&create(V1, "u-warn", "outside", "10.3.3.3", 15443, false));
