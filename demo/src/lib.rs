@@ -1,0 +1,5 @@
+//! The seed scenario of gateway-connected clusters, on one machine: each cluster a network
+//! namespace, real Envoys, httpbin, and globalmesh's three parts in the path.
+
+pub mod envoy;
+pub mod pki;
