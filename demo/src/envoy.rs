@@ -76,7 +76,9 @@ pub fn global_services(
             let host = host.trim_end_matches('.').to_ascii_lowercase();
             let labels: Vec<&str> = host.split('.').collect();
             let (name, namespace) = match labels.as_slice() {
-                [name, namespace, ..] if labels.len() == 2 + options.domain_suffix.split('.').count() => {
+                [name, namespace, ..]
+                    if labels.len() == 2 + options.domain_suffix.split('.').count() =>
+                {
                     (name.to_string(), namespace.to_string())
                 }
                 _ => {
@@ -264,7 +266,8 @@ pub fn client_sidecar(
             "typed_config": typed("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", json!({"stat_prefix": "BlackHoleCluster", "cluster": "BlackHoleCluster"}))
         }]}]
     })];
-    let mut clusters = vec![json!({"name": "BlackHoleCluster", "type": "STATIC", "connect_timeout": "1s"})];
+    let mut clusters =
+        vec![json!({"name": "BlackHoleCluster", "type": "STATIC", "connect_timeout": "1s"})];
     for service in services {
         for (port_name, port) in &service.ports {
             let cluster_name = format!("outbound|{port}||{}", service.host);
@@ -280,7 +283,13 @@ pub fn client_sidecar(
             }
             let endpoints = local
                 .iter()
-                .map(|e| lb_endpoint(&e.ip, e.ports.get(port_name).copied().unwrap_or(*port), &e.labels))
+                .map(|e| {
+                    lb_endpoint(
+                        &e.ip,
+                        e.ports.get(port_name).copied().unwrap_or(*port),
+                        &e.labels,
+                    )
+                })
                 .collect();
             let mut cluster = static_cluster(&cluster_name, endpoints);
             let subsets: BTreeSet<&String> = local
@@ -317,17 +326,20 @@ pub fn client_sidecar(
                 domains.push(vip.clone());
                 domains.push(format!("{vip}:{port}"));
             }
-            let hcm = typed("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", json!({
-                "stat_prefix": format!("outbound_{}_{port}", service.host),
-                "route_config": {
-                    "name": format!("{}:{port}", service.host),
-                    "virtual_hosts": [
-                        {"name": format!("{}:{port}", service.host), "domains": domains, "routes": routes},
-                        {"name": "unknown", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no route for this host\n"}}}]}
-                    ]
-                },
-                "http_filters": [global_guard_filter(config.wasm, entries, options), router()]
-            }));
+            let hcm = typed(
+                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                json!({
+                    "stat_prefix": format!("outbound_{}_{port}", service.host),
+                    "route_config": {
+                        "name": format!("{}:{port}", service.host),
+                        "virtual_hosts": [
+                            {"name": format!("{}:{port}", service.host), "domains": domains, "routes": routes},
+                            {"name": "unknown", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no route for this host\n"}}}]}
+                        ]
+                    },
+                    "http_filters": [global_guard_filter(config.wasm, entries, options), router()]
+                }),
+            );
             for vip in &service.vips {
                 let vip = vip.split('/').next().unwrap_or(vip);
                 listeners.push(json!({
@@ -348,7 +360,12 @@ pub fn client_sidecar(
 
 /// A gateway that routes TLS by SNI without terminating it, as Istio's AUTO_PASSTHROUGH
 /// gateways do. `routes` maps an SNI to the addresses behind it.
-pub fn sni_gateway(name: &str, listen: (&str, u16), admin_port: u16, routes: &BTreeMap<String, Vec<(String, u16)>>) -> Value {
+pub fn sni_gateway(
+    name: &str,
+    listen: (&str, u16),
+    admin_port: u16,
+    routes: &BTreeMap<String, Vec<(String, u16)>>,
+) -> Value {
     let mut chains = Vec::new();
     let mut clusters = Vec::new();
     for (sni, targets) in routes {
@@ -393,13 +410,16 @@ pub fn server_sidecar(
     app_port: u16,
     admin_port: u16,
 ) -> Value {
-    let hcm = typed("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", json!({
-        "stat_prefix": "inbound",
-        "forward_client_cert_details": "SANITIZE_SET",
-        "set_current_client_cert_details": {"uri": true},
-        "route_config": {"name": "inbound", "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "inbound|app"}}]}]},
-        "http_filters": [router()]
-    }));
+    let hcm = typed(
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        json!({
+            "stat_prefix": "inbound",
+            "forward_client_cert_details": "SANITIZE_SET",
+            "set_current_client_cert_details": {"uri": true},
+            "route_config": {"name": "inbound", "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "inbound|app"}}]}]},
+            "http_filters": [router()]
+        }),
+    );
     json!({
         "node": {"id": "httpbin.bar", "cluster": "httpbin.bar"},
         "admin": admin(admin_port),
@@ -433,7 +453,12 @@ pub fn egress_routes(services: &[GlobalService]) -> BTreeMap<String, Vec<(String
                 .endpoints
                 .iter()
                 .filter(|e| e.network.is_some())
-                .map(|e| (e.ip.clone(), e.ports.get(port_name).copied().unwrap_or(*port)))
+                .map(|e| {
+                    (
+                        e.ip.clone(),
+                        e.ports.get(port_name).copied().unwrap_or(*port),
+                    )
+                })
                 .collect();
             if !remote.is_empty() {
                 routes.insert(sni(&service.name, &service.namespace, *port), remote);
@@ -448,7 +473,9 @@ mod tests {
     use super::*;
 
     fn seed(file: &str) -> Vec<ServiceEntry> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/seed").join(file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/seed")
+            .join(file);
         catalog::load_path(&path)
             .unwrap()
             .into_iter()
@@ -457,7 +484,11 @@ mod tests {
     }
 
     fn addresses() -> BTreeMap<String, String> {
-        [("istio-egressgateway.istio-system.svc.cluster.local".to_string(), "198.18.1.1".to_string())].into()
+        [(
+            "istio-egressgateway.istio-system.svc.cluster.local".to_string(),
+            "198.18.1.1".to_string(),
+        )]
+        .into()
     }
 
     fn identity() -> Identity<'static> {
@@ -491,44 +522,83 @@ mod tests {
     fn direct_entry_gives_a_vip_listener_and_a_gateway_cluster_with_istio_sni() {
         let config = sidecar("serviceentry-direct.yaml");
         let listeners = config["static_resources"]["listeners"].as_array().unwrap();
-        let vip = listeners.iter().find(|l| l["name"] == "127.255.0.2_8000").unwrap();
+        let vip = listeners
+            .iter()
+            .find(|l| l["name"] == "127.255.0.2_8000")
+            .unwrap();
         assert_eq!(vip["address"]["socket_address"]["address"], "127.255.0.2");
         assert_eq!(vip["bind_to_port"], false);
         let cluster = &config["static_resources"]["clusters"][1];
         assert_eq!(cluster["name"], "outbound|8000||httpbin.bar.global");
-        let endpoint = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
-        assert_eq!((endpoint["address"].as_str(), endpoint["port_value"].as_u64()), (Some("198.18.2.1"), Some(15443)));
-        assert_eq!(cluster["transport_socket"]["typed_config"]["sni"], "outbound_.8000_._.httpbin.bar.svc.cluster.local");
+        let endpoint = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            ["address"]["socket_address"];
+        assert_eq!(
+            (
+                endpoint["address"].as_str(),
+                endpoint["port_value"].as_u64()
+            ),
+            (Some("198.18.2.1"), Some(15443))
+        );
+        assert_eq!(
+            cluster["transport_socket"]["typed_config"]["sni"],
+            "outbound_.8000_._.httpbin.bar.svc.cluster.local"
+        );
     }
 
     #[test]
     fn egress_entry_sends_the_sidecar_to_the_egress_gateway_only() {
         let config = sidecar("serviceentry-egress.yaml");
         let cluster = &config["static_resources"]["clusters"][1];
-        let endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"].as_array().unwrap();
+        let endpoints = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            .as_array()
+            .unwrap();
         assert_eq!(endpoints.len(), 1);
-        assert_eq!(endpoints[0]["endpoint"]["address"]["socket_address"]["address"], "198.18.1.1");
+        assert_eq!(
+            endpoints[0]["endpoint"]["address"]["socket_address"]["address"],
+            "198.18.1.1"
+        );
         let entries = seed("serviceentry-egress.yaml");
         let services = global_services(&entries, &Options::default(), &addresses()).unwrap();
         let routes = egress_routes(&services);
-        assert_eq!(routes["outbound_.8000_._.httpbin.bar.svc.cluster.local"], vec![("198.18.2.1".to_string(), 15443)]);
+        assert_eq!(
+            routes["outbound_.8000_._.httpbin.bar.svc.cluster.local"],
+            vec![("198.18.2.1".to_string(), 15443)]
+        );
     }
 
     #[test]
     fn versioned_entry_gets_a_subset_route_per_cluster_label() {
         let config = sidecar("serviceentry-versioned.yaml");
         let cluster = &config["static_resources"]["clusters"][1];
-        assert_eq!(cluster["lb_subset_config"]["subset_selectors"][0]["keys"][0], "cluster");
-        let vip = config["static_resources"]["listeners"].as_array().unwrap().iter().find(|l| l["name"] == "127.255.0.2_8000").unwrap().clone();
-        let routes = &vip["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
-        assert_eq!(routes[0]["match"]["headers"][0]["string_match"]["exact"], "cluster2");
-        assert_eq!(routes[0]["route"]["metadata_match"]["filter_metadata"]["envoy.lb"]["cluster"], "cluster2");
+        assert_eq!(
+            cluster["lb_subset_config"]["subset_selectors"][0]["keys"][0],
+            "cluster"
+        );
+        let vip = config["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "127.255.0.2_8000")
+            .unwrap()
+            .clone();
+        let routes = &vip["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+            ["virtual_hosts"][0]["routes"];
+        assert_eq!(
+            routes[0]["match"]["headers"][0]["string_match"]["exact"],
+            "cluster2"
+        );
+        assert_eq!(
+            routes[0]["route"]["metadata_match"]["filter_metadata"]["envoy.lb"]["cluster"],
+            "cluster2"
+        );
     }
 
     #[test]
     fn unresolvable_endpoint_name_is_an_error_naming_it() {
         let entries = seed("serviceentry-egress.yaml");
         let err = global_services(&entries, &Options::default(), &BTreeMap::new()).unwrap_err();
-        assert!(err.to_string().contains("istio-egressgateway.istio-system.svc.cluster.local"));
+        assert!(err
+            .to_string()
+            .contains("istio-egressgateway.istio-system.svc.cluster.local"));
     }
 }

@@ -14,7 +14,10 @@ pub enum PkiError {
     #[error("generating certificates: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("{}: {error}", path.display())]
-    Write { path: PathBuf, error: std::io::Error },
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// Files of one workload identity.
@@ -107,7 +110,9 @@ mod tests {
         let ca = MeshCa::create(dir.path()).unwrap();
         let sleep = ca.workload("foo", "sleep").unwrap();
         assert_eq!(sleep.spiffe_id, "spiffe://cluster.local/ns/foo/sa/sleep");
-        assert!(std::fs::read_to_string(&sleep.cert).unwrap().contains("BEGIN CERTIFICATE"));
+        assert!(std::fs::read_to_string(&sleep.cert)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE"));
         assert!(ca.root.exists());
     }
 }

@@ -19,7 +19,11 @@ fn envoy_bin() -> PathBuf {
 
 fn validate(config: &serde_json::Value) {
     let bin = envoy_bin();
-    assert!(bin.exists(), "Envoy not found at {} (make setup installs it)", bin.display());
+    assert!(
+        bin.exists(),
+        "Envoy not found at {} (make setup installs it)",
+        bin.display()
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("envoy.json");
     std::fs::write(&path, config.to_string()).unwrap();
@@ -50,13 +54,21 @@ fn client_sidecars_for_all_three_seed_entries_validate() {
     let wasm = std::env::var_os("GLOBAL_GUARD_WASM")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/wasm32-wasip1/release/global_guard.wasm"));
-    assert!(wasm.exists(), "{} is missing: build it with make build-filter", wasm.display());
+    assert!(
+        wasm.exists(),
+        "{} is missing: build it with make build-filter",
+        wasm.display()
+    );
     let addresses: BTreeMap<String, String> = [(
         "istio-egressgateway.istio-system.svc.cluster.local".to_string(),
         "198.18.1.1".to_string(),
     )]
     .into();
-    for file in ["serviceentry-direct.yaml", "serviceentry-egress.yaml", "serviceentry-versioned.yaml"] {
+    for file in [
+        "serviceentry-direct.yaml",
+        "serviceentry-egress.yaml",
+        "serviceentry-versioned.yaml",
+    ] {
         let entries: Vec<_> = catalog::load_path(&root().join("tests/data/seed").join(file))
             .unwrap()
             .into_iter()
@@ -69,7 +81,11 @@ fn client_sidecars_for_all_three_seed_entries_validate() {
             &services,
             &options,
             &SidecarConfig {
-                identity: Identity { cert: &sleep.cert, key: &sleep.key, root: &root_cert },
+                identity: Identity {
+                    cert: &sleep.cert,
+                    key: &sleep.key,
+                    root: &root_cert,
+                },
                 wasm: &wasm,
                 admin_port: 15000,
                 outbound_port: 15001,
@@ -90,7 +106,21 @@ fn gateways_and_server_sidecar_validate() {
         vec![("127.0.0.1".to_string(), 15006)],
     )]
     .into();
-    validate(&envoy::sni_gateway("ingress", ("198.18.2.1", 15443), 15000, &routes));
-    let identity = Identity { cert: &workload.cert, key: &workload.key, root: &root_cert };
-    validate(&envoy::server_sidecar(&identity, ("127.0.0.1", 15006), 8000, 15001));
+    validate(&envoy::sni_gateway(
+        "ingress",
+        ("198.18.2.1", 15443),
+        15000,
+        &routes,
+    ));
+    let identity = Identity {
+        cert: &workload.cert,
+        key: &workload.key,
+        root: &root_cert,
+    };
+    validate(&envoy::server_sidecar(
+        &identity,
+        ("127.0.0.1", 15006),
+        8000,
+        15001,
+    ));
 }

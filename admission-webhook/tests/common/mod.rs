@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use admission_webhook::review::{api_server_review, Operation};
 use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_admission-webhook");
@@ -296,47 +297,13 @@ pub fn review(
     old_object: Option<Value>,
     dry_run: bool,
 ) -> Value {
-    let name = object
-        .as_ref()
-        .or(old_object.as_ref())
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .unwrap_or("")
-        .to_string();
-    let options = match operation {
-        "CREATE" => {
-            json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply", "fieldValidation": "Strict"})
-        }
-        "UPDATE" => {
-            json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply", "fieldValidation": "Strict"})
-        }
-        "DELETE" => {
-            json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1", "propagationPolicy": "Background"})
-        }
-        _ => Value::Null,
-    };
-    let gvk =
-        json!({"group": "networking.istio.io", "version": "v1alpha3", "kind": "ServiceEntry"});
-    let gvr = json!({"group": "networking.istio.io", "version": "v1alpha3", "resource": "serviceentries"});
-    json!({
-        "kind": "AdmissionReview",
-        "apiVersion": api_version,
-        "request": {
-            "uid": uid,
-            "kind": gvk,
-            "resource": gvr,
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "name": name,
-            "namespace": "foo",
-            "operation": operation,
-            "userInfo": {
-                "username": "kubernetes-admin",
-                "groups": ["system:masters", "system:authenticated"]
-            },
-            "object": object,
-            "oldObject": old_object,
-            "dryRun": dry_run,
-            "options": options
-        }
-    })
+    let operation: Operation = serde_json::from_value(json!(operation)).unwrap();
+    api_server_review(
+        api_version,
+        uid,
+        operation,
+        object.as_ref(),
+        old_object.as_ref(),
+        dry_run,
+    )
 }
