@@ -177,8 +177,7 @@ impl Host {
         self.lock()
             .children
             .iter_mut()
-            .filter(|(_, c)| !matches!(c.try_wait(), Ok(None)))
-            .map(|(n, _)| n.clone())
+            .filter_map(|(n, c)| (!matches!(c.try_wait(), Ok(None))).then(|| n.clone()))
             .collect()
     }
 

@@ -2,4 +2,6 @@
 //! namespace, real Envoys, httpbin, and globalmesh's three parts in the path.
 
 pub mod envoy;
+pub mod host;
 pub mod pki;
+pub mod scenario;

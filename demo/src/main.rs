@@ -1,0 +1,173 @@
+//! `make demo`: the seed scenario end to end, printing each hop, then cleaning up.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use demo::host::{self, Host};
+use demo::scenario::{Exchange, Programs, Scenario, CLUSTER2_GW_ADDR, VIP};
+use serde_json::json;
+
+fn main() -> ExitCode {
+    if !host::is_root() {
+        eprintln!("demo: needs root: it creates network namespaces, a veth pair and iptables rules (run `sudo make demo`)");
+        return ExitCode::from(1);
+    }
+    let host = Host::default();
+    let on_signal = host.clone();
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    eprintln!("\ndemo: interrupted; removing what it created");
+                    on_signal.clean();
+                    std::process::exit(130);
+                }
+            });
+        }
+        Err(e) => eprintln!("demo: cannot catch interrupts ({e}); clean-up runs only at the end"),
+    }
+    let result = run(host.clone());
+    host.clean();
+    match result {
+        Ok(()) => {
+            println!("\nCleaned up: namespaces, veth pair, processes and files removed.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+fn show(exchange: &Exchange) {
+    println!("  {}", exchange.status_line);
+    for (name, value) in &exchange.headers {
+        if name.starts_with("x-") || name == "server" {
+            println!("  {name}: {value}");
+        }
+    }
+}
+
+fn counter(stats: &std::collections::BTreeMap<String, u64>, suffix: &str) -> u64 {
+    stats
+        .iter()
+        .filter(|(k, _)| k.ends_with(suffix))
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+fn run(host: Host) -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let programs = Programs::from_root(&root);
+    section("bringing up cluster1 and cluster2 (network namespaces gm-cluster1, gm-cluster2)");
+    let mut scenario = Scenario::up(host, programs).context("setting up the clusters")?;
+    println!("  cluster2 ingress gateway at {CLUSTER2_GW_ADDR}:15443, httpbin behind its sidecar");
+
+    section("kubectl apply: the seed's ServiceEntry, reviewed by admission-webhook serve");
+    let admission = scenario.apply("serviceentry-direct.yaml")?;
+    println!("  admitted: {}", admission.allowed);
+    if !admission.allowed {
+        bail!("the seed's ServiceEntry was denied: {}", admission.message);
+    }
+
+    section("DNS in the sleep pod (dns-shim; search list and ndots:5 as in a pod)");
+    print!("{}", indent(&scenario.dig("httpbin.bar.global")?));
+    print!("{}", indent(&scenario.resolve("httpbin.bar.global")?));
+
+    section("curl -I httpbin.bar.global:8000/headers from the sleep pod");
+    let before = scenario.gateway_stats("downstream_cx_total")?;
+    let exchange = scenario.verify()?;
+    show(&exchange);
+    if exchange.status != 200 {
+        bail!("expected 200 from httpbin, got {}", exchange.status_line);
+    }
+    let after = scenario.gateway_stats("downstream_cx_total")?;
+    println!("  hops:");
+    println!("    1. dns-shim answered httpbin.bar.global -> {VIP}");
+    let sidecar = scenario.sidecar_stats("global_guard")?;
+    println!("    2. cluster1 sidecar (traffic to {VIP}:8000 captured by iptables): global_guard allowed {}", counter(&sidecar, "allowed"));
+    println!(
+        "    3. cluster2 ingress gateway {CLUSTER2_GW_ADDR}:15443, SNI outbound_.8000_._.httpbin.bar.svc.cluster.local: connections {} -> {}",
+        counter(&before, "listener.198.18.2.1_15443.downstream_cx_total"),
+        counter(&after, "listener.198.18.2.1_15443.downstream_cx_total")
+    );
+    let headers = scenario.curl(&["httpbin.bar.global:8000/headers"])?;
+    let body: serde_json::Value = serde_json::from_str(&headers.body).unwrap_or_default();
+    println!(
+        "    4. httpbin's sidecar verified the caller: {}",
+        body["headers"]["X-Forwarded-Client-Cert"].as_str().unwrap_or("(no client certificate)")
+    );
+    println!("    5. httpbin replied {}", exchange.status_line);
+
+    section("a certificate from outside the mesh is refused by httpbin's sidecar");
+    match scenario.foreign_client() {
+        Ok(out) => bail!("a foreign certificate was accepted: {out}"),
+        Err(e) => println!("  refused: {e}"),
+    }
+
+    section("variant: through cluster1's egress gateway");
+    let admission = scenario.apply("serviceentry-egress.yaml")?;
+    println!("  admitted: {}", admission.allowed);
+    let exchange = scenario.verify()?;
+    show(&exchange);
+    let egress = scenario.egress_stats("downstream_cx_total")?;
+    println!("  egress gateway connections: {}", counter(&egress, "listener.198.18.1.1_15443.downstream_cx_total"));
+
+    section("variant: version-aware routing with endpoint label cluster: cluster2");
+    let admission = scenario.apply("serviceentry-versioned.yaml")?;
+    println!("  admitted: {}", admission.allowed);
+    let chosen = scenario.curl(&["-H", "x-global-cluster: cluster2", "httpbin.bar.global:8000/headers"])?;
+    println!("  x-global-cluster: cluster2 -> {}", chosen.status_line);
+    let unset = scenario.curl(&["httpbin.bar.global:8000/headers"])?;
+    let body: serde_json::Value = serde_json::from_str(&unset.body).unwrap_or_default();
+    println!(
+        "  no header -> {}; global_guard set X-Global-Cluster: {}",
+        unset.status_line,
+        body["headers"]["X-Global-Cluster"].as_str().unwrap_or("(none)")
+    );
+
+    section("rejected: a subset that does not exist (global_guard)");
+    let wrong = scenario.curl(&["-H", "x-global-cluster: cluster9", "httpbin.bar.global:8000/headers"])?;
+    show(&wrong);
+    print!("{}", indent(&wrong.body));
+
+    section("rejected: an unknown .global host (global_guard)");
+    let unknown = scenario.curl(&["-H", "Host: httpbin.baz.global:8000", "httpbin.bar.global:8000/headers"])?;
+    show(&unknown);
+    print!("{}", indent(&unknown.body));
+
+    section("rejected: a second ServiceEntry with the VIP 127.255.0.2 (admission-webhook)");
+    let mut duplicate = serde_json::to_value(seed_entry(&scenario)?)?;
+    duplicate["metadata"]["name"] = json!("httpbin-copy");
+    duplicate["spec"]["hosts"] = json!(["httpbin2.bar.global"]);
+    let denied = scenario.review_only(&duplicate)?;
+    println!("  allowed: {}\n{}", denied.allowed, indent(&denied.message));
+
+    section("rejected: an endpoint on port 8000 instead of 15443 (admission-webhook)");
+    let mut wrong_port = serde_json::to_value(seed_entry(&scenario)?)?;
+    wrong_port["metadata"]["name"] = json!("httpbin-direct");
+    wrong_port["spec"]["hosts"] = json!(["httpbin3.bar.global"]);
+    wrong_port["spec"]["addresses"] = json!(["127.255.0.3"]);
+    wrong_port["spec"]["endpoints"][0]["ports"]["http1"] = json!(8000);
+    let denied = scenario.review_only(&wrong_port)?;
+    println!("  allowed: {}\n{}", denied.allowed, indent(&denied.message));
+    Ok(())
+}
+
+fn seed_entry(scenario: &Scenario) -> anyhow::Result<policy::ServiceEntry> {
+    let path = scenario.programs.seed.join("serviceentry-direct.yaml");
+    catalog::load_path(&path)?
+        .into_iter()
+        .find_map(|l| l.entry.ok())
+        .context("the seed's ServiceEntry")
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
