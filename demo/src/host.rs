@@ -184,7 +184,16 @@ impl Host {
     /// Removes everything, in reverse order of creation. Safe to call more than once.
     pub fn clean(&self) {
         let mut created = self.lock();
-        for (_, mut child) in created.children.drain(..).rev() {
+        let children: Vec<(String, Child)> = created.children.drain(..).rev().collect();
+        for (_, child) in &children {
+            // A polite stop first, so that process managers (gunicorn) stop their workers.
+            let _ = run("kill", &["-TERM", &child.id().to_string()]);
+        }
+        for (_, mut child) in children {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -192,6 +201,12 @@ impl Host {
             let _ = run("ip", &["link", "del", &link]);
         }
         for netns in created.namespaces.drain(..).rev() {
+            // Whatever still runs inside (a worker whose parent is gone) goes with it.
+            if let Ok(pids) = run("ip", &["netns", "pids", &netns]) {
+                for pid in pids.split_whitespace() {
+                    let _ = run("kill", &["-KILL", pid]);
+                }
+            }
             let _ = run("ip", &["netns", "del", &netns]);
         }
         for path in created.paths.drain(..).rev() {

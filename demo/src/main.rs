@@ -15,7 +15,10 @@ fn main() -> ExitCode {
     }
     let host = Host::default();
     let on_signal = host.clone();
-    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+    match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
                 if signals.forever().next().is_some() {
@@ -101,7 +104,9 @@ fn run(host: Host) -> anyhow::Result<()> {
     let body: serde_json::Value = serde_json::from_str(&headers.body).unwrap_or_default();
     println!(
         "    4. httpbin's sidecar verified the caller: {}",
-        body["headers"]["X-Forwarded-Client-Cert"].as_str().unwrap_or("(no client certificate)")
+        body["headers"]["X-Forwarded-Client-Cert"]
+            .as_str()
+            .unwrap_or("(no client certificate)")
     );
     println!("    5. httpbin replied {}", exchange.status_line);
 
@@ -117,28 +122,45 @@ fn run(host: Host) -> anyhow::Result<()> {
     let exchange = scenario.verify()?;
     show(&exchange);
     let egress = scenario.egress_stats("downstream_cx_total")?;
-    println!("  egress gateway connections: {}", counter(&egress, "listener.198.18.1.1_15443.downstream_cx_total"));
+    println!(
+        "  egress gateway connections: {}",
+        counter(&egress, "listener.198.18.1.1_15443.downstream_cx_total")
+    );
 
     section("variant: version-aware routing with endpoint label cluster: cluster2");
     let admission = scenario.apply("serviceentry-versioned.yaml")?;
     println!("  admitted: {}", admission.allowed);
-    let chosen = scenario.curl(&["-H", "x-global-cluster: cluster2", "httpbin.bar.global:8000/headers"])?;
+    let chosen = scenario.curl(&[
+        "-H",
+        "x-global-cluster: cluster2",
+        "httpbin.bar.global:8000/headers",
+    ])?;
     println!("  x-global-cluster: cluster2 -> {}", chosen.status_line);
     let unset = scenario.curl(&["httpbin.bar.global:8000/headers"])?;
     let body: serde_json::Value = serde_json::from_str(&unset.body).unwrap_or_default();
     println!(
         "  no header -> {}; global_guard set X-Global-Cluster: {}",
         unset.status_line,
-        body["headers"]["X-Global-Cluster"].as_str().unwrap_or("(none)")
+        body["headers"]["X-Global-Cluster"]
+            .as_str()
+            .unwrap_or("(none)")
     );
 
     section("rejected: a subset that does not exist (global_guard)");
-    let wrong = scenario.curl(&["-H", "x-global-cluster: cluster9", "httpbin.bar.global:8000/headers"])?;
+    let wrong = scenario.curl(&[
+        "-H",
+        "x-global-cluster: cluster9",
+        "httpbin.bar.global:8000/headers",
+    ])?;
     show(&wrong);
     print!("{}", indent(&wrong.body));
 
     section("rejected: an unknown .global host (global_guard)");
-    let unknown = scenario.curl(&["-H", "Host: httpbin.baz.global:8000", "httpbin.bar.global:8000/headers"])?;
+    let unknown = scenario.curl(&[
+        "-H",
+        "Host: httpbin.baz.global:8000",
+        "httpbin.bar.global:8000/headers",
+    ])?;
     show(&unknown);
     print!("{}", indent(&unknown.body));
 

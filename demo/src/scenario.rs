@@ -84,9 +84,15 @@ impl Programs {
         for (path, what) in [
             (&self.envoy, "Envoy (make setup installs it)"),
             (&self.dns_shim, "dns-shim (cargo build -p dns-shim)"),
-            (&self.webhook, "admission-webhook (cargo build -p admission-webhook)"),
+            (
+                &self.webhook,
+                "admission-webhook (cargo build -p admission-webhook)",
+            ),
             (&self.wasm, "global_guard.wasm (make build-filter)"),
-            (&self.gunicorn, "gunicorn with httpbin (make setup installs them)"),
+            (
+                &self.gunicorn,
+                "gunicorn with httpbin (make setup installs them)",
+            ),
         ] {
             if !path.exists() {
                 return Err(ScenarioError::Missing(path.clone(), what));
@@ -141,7 +147,8 @@ impl Drop for Scenario {
 }
 
 fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| step(format!("no free port: {e}")))?;
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| step(format!("no free port: {e}")))?;
     let port = listener
         .local_addr()
         .map_err(|e| step(format!("no free port: {e}")))?
@@ -190,9 +197,16 @@ impl Scenario {
         run("chmod", &["0755", &work.display().to_string()])?;
 
         let ca = MeshCa::create(&work.join("pki")).map_err(|e| step(e.to_string()))?;
-        let sleep = ca.workload("foo", "sleep").map_err(|e| step(e.to_string()))?;
-        let httpbin = ca.workload("bar", "httpbin").map_err(|e| step(e.to_string()))?;
-        run("chmod", &["-R", "a+rX", &work.join("pki").display().to_string()])?;
+        let sleep = ca
+            .workload("foo", "sleep")
+            .map_err(|e| step(e.to_string()))?;
+        let httpbin = ca
+            .workload("bar", "httpbin")
+            .map_err(|e| step(e.to_string()))?;
+        run(
+            "chmod",
+            &["-R", "a+rX", &work.join("pki").display().to_string()],
+        )?;
 
         host.namespace(CLUSTER1)?;
         host.namespace(CLUSTER2)?;
@@ -232,7 +246,14 @@ impl Scenario {
         let mut args = Vec::new();
         args.extend(extra.iter().map(|s| s.to_string()));
         args.push(self.programs.envoy.display().to_string());
-        args.extend(argv(&["--disable-hot-restart", "--concurrency", "1", "--log-level", "warn", "-c"]));
+        args.extend(argv(&[
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+            "-c",
+        ]));
         args.push(config.display().to_string());
         args
     }
@@ -248,7 +269,17 @@ impl Scenario {
         let certs = self.work.join("webhook-certs");
         run(
             &self.programs.webhook.display().to_string(),
-            &["certs", "--service", "globalmesh-webhook", "--namespace", "globalmesh", "--dns", "localhost", "--out", &certs.display().to_string()],
+            &[
+                "certs",
+                "--service",
+                "globalmesh-webhook",
+                "--namespace",
+                "globalmesh",
+                "--dns",
+                "localhost",
+                "--out",
+                &certs.display().to_string(),
+            ],
         )?;
         let port = free_port()?;
         let admin = free_port()?;
@@ -266,9 +297,16 @@ impl Scenario {
             "--service-entries".into(),
             self.catalog_dir.display().to_string(),
         ];
-        self.host.spawn("admission-webhook", None, &args, &self.log("admission-webhook"))?;
+        self.host.spawn(
+            "admission-webhook",
+            None,
+            &args,
+            &self.log("admission-webhook"),
+        )?;
         let ready = format!("http://127.0.0.1:{admin}/readyz");
-        wait("admission-webhook", || run("curl", &["-sf", &ready]).is_ok())?;
+        wait("admission-webhook", || {
+            run("curl", &["-sf", &ready]).is_ok()
+        })?;
         self.webhook_url = format!("https://localhost:{port}/validate");
         self.webhook_ca = certs.join("ca.crt");
         Ok(())
@@ -283,7 +321,8 @@ impl Scenario {
             "1".into(),
             "httpbin:app".into(),
         ];
-        self.host.spawn("httpbin", Some(CLUSTER2), &app, &self.log("httpbin"))?;
+        self.host
+            .spawn("httpbin", Some(CLUSTER2), &app, &self.log("httpbin"))?;
         let identity = Identity {
             cert: &httpbin.cert,
             key: &httpbin.key,
@@ -296,17 +335,39 @@ impl Scenario {
             SERVER_SIDECAR_ADMIN,
         );
         let path = self.write_config("cluster2-httpbin-sidecar", &sidecar)?;
-        self.host.spawn("httpbin-sidecar", Some(CLUSTER2), &self.envoy_argv(&path, &[]), &self.log("cluster2-httpbin-sidecar"))?;
+        self.host.spawn(
+            "httpbin-sidecar",
+            Some(CLUSTER2),
+            &self.envoy_argv(&path, &[]),
+            &self.log("cluster2-httpbin-sidecar"),
+        )?;
         // The ingress gateway knows cluster2's services; it passes TLS through by SNI.
         let routes: BTreeMap<String, Vec<(String, u16)>> = [(
             envoy::sni("httpbin", "bar", HTTPBIN_PORT),
             vec![("127.0.0.1".to_string(), SERVER_SIDECAR_PORT)],
         )]
         .into();
-        let gateway = envoy::sni_gateway("istio-ingressgateway", (CLUSTER2_GW_ADDR, 15443), GATEWAY_ADMIN, &routes);
+        let gateway = envoy::sni_gateway(
+            "istio-ingressgateway",
+            (CLUSTER2_GW_ADDR, 15443),
+            GATEWAY_ADMIN,
+            &routes,
+        );
         let path = self.write_config("cluster2-ingress-gateway", &gateway)?;
-        self.host.spawn("ingress-gateway", Some(CLUSTER2), &self.envoy_argv(&path, &[]), &self.log("cluster2-ingress-gateway"))?;
-        wait("httpbin", || run_in(CLUSTER2, "curl", &["-sf", &format!("http://127.0.0.1:{HTTPBIN_PORT}/get")]).is_ok())?;
+        self.host.spawn(
+            "ingress-gateway",
+            Some(CLUSTER2),
+            &self.envoy_argv(&path, &[]),
+            &self.log("cluster2-ingress-gateway"),
+        )?;
+        wait("httpbin", || {
+            run_in(
+                CLUSTER2,
+                "curl",
+                &["-sf", &format!("http://127.0.0.1:{HTTPBIN_PORT}/get")],
+            )
+            .is_ok()
+        })?;
         for admin in [SERVER_SIDECAR_ADMIN, GATEWAY_ADMIN] {
             self.wait_envoy(CLUSTER2, admin)?;
         }
@@ -338,35 +399,89 @@ impl Scenario {
             "--upstream-timeout-ms".into(),
             "200".into(),
         ];
-        self.host.spawn("dns-shim", Some(CLUSTER1), &dns, &self.log("cluster1-dns-shim"))?;
+        self.host.spawn(
+            "dns-shim",
+            Some(CLUSTER1),
+            &dns,
+            &self.log("cluster1-dns-shim"),
+        )?;
         // Outbound capture, as istio-init sets it up: everything to the VIP range goes to the
         // sidecar, except the sidecar's own traffic.
         run_in(
             CLUSTER1,
             "iptables",
-            &["-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "127.255.0.0/16", "-m", "owner", "!", "--uid-owner", PROXY_UID, "-j", "REDIRECT", "--to-ports", "15001"],
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "-d",
+                "127.255.0.0/16",
+                "-m",
+                "owner",
+                "!",
+                "--uid-owner",
+                PROXY_UID,
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "15001",
+            ],
         )?;
-        wait("dns-shim", || run_in(CLUSTER1, "curl", &["-sf", "http://127.0.0.1:15054/healthz"]).is_ok())?;
+        wait("dns-shim", || {
+            run_in(CLUSTER1, "curl", &["-sf", "http://127.0.0.1:15054/healthz"]).is_ok()
+        })?;
         Ok(())
     }
 
-    fn send_review(&mut self, operation: Operation, object: &Value, old: Option<&Value>) -> Result<Admission> {
+    fn send_review(
+        &mut self,
+        operation: Operation,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> Result<Admission> {
         self.uid += 1;
         let uid = format!("demo-{}", self.uid);
-        let review = api_server_review("admission.k8s.io/v1", &uid, operation, Some(object), old, false);
+        let review = api_server_review(
+            "admission.k8s.io/v1",
+            &uid,
+            operation,
+            Some(object),
+            old,
+            false,
+        );
         let body = self.work.join("review.json");
         write(&body, &review.to_string())?;
         let answer = run(
             "curl",
-            &["-sS", "--http2", "--cacert", &self.webhook_ca.display().to_string(), "-H", "Content-Type: application/json", "--data-binary", &format!("@{}", body.display()), &self.webhook_url],
+            &[
+                "-sS",
+                "--http2",
+                "--cacert",
+                &self.webhook_ca.display().to_string(),
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &format!("@{}", body.display()),
+                &self.webhook_url,
+            ],
         )?;
-        let answer: Value = serde_json::from_str(&answer).map_err(|e| step(format!("webhook answer is not JSON: {e}: {answer}")))?;
+        let answer: Value = serde_json::from_str(&answer)
+            .map_err(|e| step(format!("webhook answer is not JSON: {e}: {answer}")))?;
         if answer["response"]["uid"] != uid.as_str() {
-            return Err(step(format!("webhook answered uid {} for {uid}", answer["response"]["uid"])));
+            return Err(step(format!(
+                "webhook answered uid {} for {uid}",
+                answer["response"]["uid"]
+            )));
         }
         Ok(Admission {
             allowed: answer["response"]["allowed"] == true,
-            message: answer["response"]["status"]["message"].as_str().unwrap_or("").to_string(),
+            message: answer["response"]["status"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
         })
     }
 
@@ -375,15 +490,24 @@ impl Scenario {
     /// rendered from it and (re)started.
     pub fn apply(&mut self, file: &str) -> Result<Admission> {
         let path = self.programs.seed.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|error| HostError::File { path: path.clone(), error })?;
+        let text = std::fs::read_to_string(&path).map_err(|error| HostError::File {
+            path: path.clone(),
+            error,
+        })?;
         let entry = load_one(&path)?;
         let object = serde_json::to_value(&entry).map_err(|e| step(e.to_string()))?;
         let current = self.catalog_dir.join("httpbin-bar.yaml");
         let old = match std::fs::read_to_string(&current) {
-            Ok(_) => Some(serde_json::to_value(load_one(&current)?).map_err(|e| step(e.to_string()))?),
+            Ok(_) => {
+                Some(serde_json::to_value(load_one(&current)?).map_err(|e| step(e.to_string()))?)
+            }
             Err(_) => None,
         };
-        let operation = if old.is_some() { Operation::Update } else { Operation::Create };
+        let operation = if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
+        };
         let admission = self.send_review(operation, &object, old.as_ref())?;
         if !admission.allowed {
             return Ok(admission);
@@ -392,7 +516,12 @@ impl Scenario {
         self.start_sidecar(&[entry])?;
         let expected = entry_vip(&self.catalog_dir)?;
         wait("dns-shim answering the new ServiceEntry", || {
-            run_in(CLUSTER1, "dig", &["+short", "+time=1", "+tries=1", "httpbin.bar.global"]).is_ok_and(|out| out.lines().any(|l| l.trim() == expected))
+            run_in(
+                CLUSTER1,
+                "dig",
+                &["+short", "+time=1", "+tries=1", "httpbin.bar.global"],
+            )
+            .is_ok_and(|out| out.lines().any(|l| l.trim() == expected))
         })?;
         Ok(admission)
     }
@@ -404,8 +533,10 @@ impl Scenario {
 
     fn start_sidecar(&self, entries: &[ServiceEntry]) -> Result<()> {
         self.host.stop("sidecar");
-        let addresses: BTreeMap<String, String> = [(EGRESS_GATEWAY_NAME.to_string(), CLUSTER1_ADDR.to_string())].into();
-        let services = envoy::global_services(entries, &self.options, &addresses).map_err(|e| step(e.to_string()))?;
+        let addresses: BTreeMap<String, String> =
+            [(EGRESS_GATEWAY_NAME.to_string(), CLUSTER1_ADDR.to_string())].into();
+        let services = envoy::global_services(entries, &self.options, &addresses)
+            .map_err(|e| step(e.to_string()))?;
         let identity = Identity {
             cert: &self.sleep.cert,
             key: &self.sleep.key,
@@ -425,16 +556,38 @@ impl Scenario {
         )
         .map_err(|e| step(e.to_string()))?;
         let path = self.write_config("cluster1-sidecar", &config)?;
-        let as_proxy = ["setpriv", "--reuid", PROXY_UID, "--regid", PROXY_UID, "--clear-groups"];
-        self.host.spawn("sidecar", Some(CLUSTER1), &self.envoy_argv(&path, &as_proxy), &self.log("cluster1-sidecar"))?;
+        let as_proxy = [
+            "setpriv",
+            "--reuid",
+            PROXY_UID,
+            "--regid",
+            PROXY_UID,
+            "--clear-groups",
+        ];
+        self.host.spawn(
+            "sidecar",
+            Some(CLUSTER1),
+            &self.envoy_argv(&path, &as_proxy),
+            &self.log("cluster1-sidecar"),
+        )?;
         self.wait_envoy(CLUSTER1, SIDECAR_ADMIN)?;
         // The egress gateway of cluster1 routes by SNI to endpoints in other networks.
         self.host.stop("egress-gateway");
         let routes = envoy::egress_routes(&services);
         if !routes.is_empty() {
-            let gateway = envoy::sni_gateway("istio-egressgateway", (CLUSTER1_ADDR, 15443), EGRESS_ADMIN, &routes);
+            let gateway = envoy::sni_gateway(
+                "istio-egressgateway",
+                (CLUSTER1_ADDR, 15443),
+                EGRESS_ADMIN,
+                &routes,
+            );
             let path = self.write_config("cluster1-egress-gateway", &gateway)?;
-            self.host.spawn("egress-gateway", Some(CLUSTER1), &self.envoy_argv(&path, &[]), &self.log("cluster1-egress-gateway"))?;
+            self.host.spawn(
+                "egress-gateway",
+                Some(CLUSTER1),
+                &self.envoy_argv(&path, &[]),
+                &self.log("cluster1-egress-gateway"),
+            )?;
             self.wait_envoy(CLUSTER1, EGRESS_ADMIN)?;
         }
         Ok(())
@@ -450,7 +603,16 @@ impl Scenario {
 
     /// The seed's verification: `curl -I httpbin.bar.global:8000/headers`.
     pub fn verify(&self) -> Result<Exchange> {
-        let out = run_in(CLUSTER1, "curl", &["-sSI", "--max-time", "10", "httpbin.bar.global:8000/headers"])?;
+        let out = run_in(
+            CLUSTER1,
+            "curl",
+            &[
+                "-sSI",
+                "--max-time",
+                "10",
+                "httpbin.bar.global:8000/headers",
+            ],
+        )?;
         Ok(parse_exchange(&out))
     }
 
@@ -497,13 +659,28 @@ impl Scenario {
         let dir = self.work.join("foreign");
         let foreign = MeshCa::create(&dir)
             .and_then(|ca| ca.workload("foo", "sleep"))
-            .map_err(|e| HostError::Command { command: "foreign CA".into(), stderr: e.to_string() })?;
+            .map_err(|e| HostError::Command {
+                command: "foreign CA".into(),
+                stderr: e.to_string(),
+            })?;
         let sni = envoy::sni("httpbin", "bar", HTTPBIN_PORT);
         let resolve = format!("{sni}:15443:{CLUSTER2_GW_ADDR}");
         run_in(
             CLUSTER1,
             "curl",
-            &["-sS", "--max-time", "10", "-k", "--cert", &foreign.cert.display().to_string(), "--key", &foreign.key.display().to_string(), "--resolve", &resolve, &format!("https://{sni}:15443/headers")],
+            &[
+                "-sS",
+                "--max-time",
+                "10",
+                "-k",
+                "--cert",
+                &foreign.cert.display().to_string(),
+                "--key",
+                &foreign.key.display().to_string(),
+                "--resolve",
+                &resolve,
+                &format!("https://{sni}:15443/headers"),
+            ],
         )
     }
 }
