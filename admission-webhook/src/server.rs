@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::catalog::Catalog;
 use crate::metrics::{Metrics, ReasonLabels, ReviewLabels, StatusLabels};
-use crate::review::{self, Operation};
+use crate::review;
 use crate::tls::{self, CertStore};
 
 /// Bodies above this are refused with 413, as Istio's webhook does.
@@ -163,16 +163,18 @@ async fn validate(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
     app.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
-    if matches!(request.operation, Operation::Create | Operation::Update) {
-        app.refresh_gauges();
+    // Denials are worth a line each; admissions only when debugging.
+    if decision.verdict.allowed {
+        tracing::debug!(uid = %request.uid, operation = request.operation.as_str(), "review allowed");
+    } else {
         tracing::info!(
             uid = %request.uid,
             operation = request.operation.as_str(),
             namespace = request.namespace.as_deref().unwrap_or(""),
             name = request.name.as_deref().unwrap_or(""),
             dry_run = request.dry_run.unwrap_or(false),
-            verdict,
-            "review"
+            reasons = ?decision.reasons,
+            "review denied"
         );
     }
     (
