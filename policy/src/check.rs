@@ -132,7 +132,9 @@ pub struct DuplicateAddress {
     pub owners: Vec<ObjectKey>,
 }
 
-pub fn find_duplicates<'a>(entries: impl IntoIterator<Item = &'a ServiceEntry>) -> Vec<DuplicateAddress> {
+pub fn find_duplicates<'a>(
+    entries: impl IntoIterator<Item = &'a ServiceEntry>,
+) -> Vec<DuplicateAddress> {
     let entries: Vec<&ServiceEntry> = entries.into_iter().collect();
     let index = AddressIndex::build(entries.iter().copied());
     let mut found: std::collections::BTreeMap<IpNet, std::collections::BTreeSet<ObjectKey>> =

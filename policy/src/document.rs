@@ -117,7 +117,12 @@ fn parse_yaml(_text: &str, _out: &mut Vec<Parsed>) -> Result<(), ParseError> {
     })
 }
 
-fn collect(value: Value, document: usize, depth: usize, out: &mut Vec<Parsed>) -> Result<(), ParseError> {
+fn collect(
+    value: Value,
+    document: usize,
+    depth: usize,
+    out: &mut Vec<Parsed>,
+) -> Result<(), ParseError> {
     match value {
         Value::Null => Ok(()),
         Value::Array(items) => {
@@ -178,7 +183,10 @@ fn type_name(value: &Value) -> &'static str {
 /// Decodes one object of kind ServiceEntry in the `networking.istio.io` group.
 pub fn decode(value: Value) -> Result<ServiceEntry, DecodeError> {
     let key = key_of(&value);
-    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let version = api_version.split_once('/').map(|(_, v)| v).unwrap_or("");
     if !VERSIONS.contains(&version) {
         return Err(DecodeError {
@@ -227,11 +235,16 @@ mod tests {
 
     #[test]
     fn reads_multi_document_yaml_and_skips_other_kinds() {
-        let text = format!("{SE}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n---\n{SE}");
+        let text = format!(
+            "{SE}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n---\n{SE}"
+        );
         let parsed = parse_str(&text).unwrap();
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed[1].document, 3);
-        assert_eq!(parsed[0].entry.as_ref().unwrap().spec.hosts, vec!["a.b.global"]);
+        assert_eq!(
+            parsed[0].entry.as_ref().unwrap().spec.hosts,
+            vec!["a.b.global"]
+        );
     }
 
     #[test]
@@ -241,7 +254,10 @@ mod tests {
             {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}]}"#;
         let parsed = parse_str(text).unwrap();
         assert_eq!(parsed.len(), 1);
-        assert_eq!(parsed[0].entry.as_ref().unwrap().key(), ObjectKey::new("n", "x"));
+        assert_eq!(
+            parsed[0].entry.as_ref().unwrap().key(),
+            ObjectKey::new("n", "x")
+        );
     }
 
     #[test]

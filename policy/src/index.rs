@@ -337,7 +337,10 @@ mod tests {
         let mut index = AddressIndex::new();
         index.replace(&key("wide"), &[net("10.0.0.0/8")]);
         index.replace(&key("narrow"), &[net("192.168.1.0/24")]);
-        assert_eq!(index.conflicts(net("10.1.2.3"), None)[0].owner, &key("wide"));
+        assert_eq!(
+            index.conflicts(net("10.1.2.3"), None)[0].owner,
+            &key("wide")
+        );
         assert_eq!(
             index.conflicts(net("192.168.0.0/16"), None)[0].owner,
             &key("narrow")
@@ -349,7 +352,9 @@ mod tests {
     fn owner_never_conflicts_with_itself() {
         let mut index = AddressIndex::new();
         index.replace(&key("a"), &[net("127.255.0.2")]);
-        assert!(index.conflicts(net("127.255.0.2"), Some(&key("a"))).is_empty());
+        assert!(index
+            .conflicts(net("127.255.0.2"), Some(&key("a")))
+            .is_empty());
     }
 
     #[test]
@@ -388,7 +393,10 @@ mod tests {
         let mut index = AddressIndex::new();
         index.replace(&key("a"), &[net("10.0.0.0/30")]);
         assert_eq!(index.next_free(net("10.0.0.0/30"), &[]), None);
-        assert_eq!(index.next_free(net("10.0.0.0/24"), &[]), Some("10.0.0.4".parse().unwrap()));
+        assert_eq!(
+            index.next_free(net("10.0.0.0/24"), &[]),
+            Some("10.0.0.4".parse().unwrap())
+        );
     }
 
     #[test]
@@ -396,6 +404,9 @@ mod tests {
         let mut index = AddressIndex::new();
         index.replace(&key("a"), &[net("2001:db8::1")]);
         assert_eq!(index.conflicts(net("::/0"), None).len(), 1);
-        assert_eq!(index.next_free(net("::/0"), &[]), Some("::".parse().unwrap()));
+        assert_eq!(
+            index.next_free(net("::/0"), &[]),
+            Some("::".parse().unwrap())
+        );
     }
 }

@@ -116,9 +116,8 @@ pub fn check_label_key(key: &str) -> Result<(), String> {
         None => (None, key),
     };
     if let Some(prefix) = prefix {
-        let subdomain_ok = !prefix.is_empty()
-            && prefix.len() <= 253
-            && prefix.split('.').all(is_dns1123_label);
+        let subdomain_ok =
+            !prefix.is_empty() && prefix.len() <= 253 && prefix.split('.').all(is_dns1123_label);
         if !subdomain_ok {
             return Err(format!(
                 "label key {key:?} has an invalid prefix {prefix:?} (must be a DNS subdomain)"

@@ -105,7 +105,11 @@ fn ranges_text(ranges: &[IpNet]) -> String {
 
 fn endpoints(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
     let spec = &se.spec;
-    let declared: HashSet<&str> = spec.ports.iter().filter_map(|p| p.name.as_deref()).collect();
+    let declared: HashSet<&str> = spec
+        .ports
+        .iter()
+        .filter_map(|p| p.name.as_deref())
+        .collect();
     // Istio's rules check endpoint port names under STATIC and DNS resolution already.
     let istio_checks_names = matches!(
         Resolution::parse(spec.resolution.as_deref()),
@@ -151,7 +155,9 @@ fn endpoints(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
                 out.push(Finding::error(
                     Rule::GatewayPort,
                     port_path,
-                    format!("port {number} is not the gateway port {gateway}; set {name}: {gateway}"),
+                    format!(
+                        "port {number} is not the gateway port {gateway}; set {name}: {gateway}"
+                    ),
                 ));
             }
         }

@@ -9,8 +9,7 @@ use ipnet::IpNet;
 use crate::finding::{Finding, Rule};
 use crate::model::{Resolution, ServiceEntry, ServiceEntrySpec, WorkloadEntry};
 use crate::names::{
-    check_fqdn, check_label_key, check_wildcard_domain, is_dns1123_label, is_label_value,
-    truncate,
+    check_fqdn, check_label_key, check_wildcard_domain, is_dns1123_label, is_label_value, truncate,
 };
 
 const MAX_HOSTS: usize = 256;
@@ -59,7 +58,11 @@ fn warning(out: &mut Vec<Finding>, path: impl Into<String>, message: impl Into<S
 
 fn hosts(spec: &ServiceEntrySpec, out: &mut Vec<Finding>) {
     if spec.hosts.is_empty() {
-        error(out, "spec.hosts", "no hosts: a ServiceEntry needs at least one host");
+        error(
+            out,
+            "spec.hosts",
+            "no hosts: a ServiceEntry needs at least one host",
+        );
         return;
     }
     if spec.hosts.len() > MAX_HOSTS {
@@ -214,7 +217,8 @@ fn ports(spec: &ServiceEntrySpec, out: &mut Vec<Finding>) {
                 format!("unrecognized protocol {protocol:?}"),
             );
         }
-        if spec.addresses.is_empty() && (protocol.is_empty() || protocol.eq_ignore_ascii_case("TCP"))
+        if spec.addresses.is_empty()
+            && (protocol.is_empty() || protocol.eq_ignore_ascii_case("TCP"))
         {
             warning(
                 out,
@@ -291,7 +295,11 @@ fn endpoints(spec: &ServiceEntrySpec, resolution: Resolution, out: &mut Vec<Find
             ),
         );
     }
-    let declared: HashSet<&str> = spec.ports.iter().filter_map(|p| p.name.as_deref()).collect();
+    let declared: HashSet<&str> = spec
+        .ports
+        .iter()
+        .filter_map(|p| p.name.as_deref())
+        .collect();
     match resolution {
         Resolution::None => {
             if !spec.endpoints.is_empty() {
@@ -486,7 +494,11 @@ fn multi_host(spec: &ServiceEntrySpec, resolution: Resolution, out: &mut Vec<Fin
             "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" | "HTTPS" | "TLS"
         );
         if !http_or_tls {
-            let shown = if protocol.is_empty() { "unset" } else { &protocol };
+            let shown = if protocol.is_empty() {
+                "unset"
+            } else {
+                &protocol
+            };
             error(
                 out,
                 format!("spec.ports[{i}].protocol"),
