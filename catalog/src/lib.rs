@@ -81,7 +81,11 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(out)
 }
 
-fn walk(dir: &Path, visited: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+fn walk(
+    dir: &Path,
+    visited: &mut HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), LoadError> {
     let io = |source| LoadError::Io {
         path: dir.to_path_buf(),
         source,
@@ -185,7 +189,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yaml", &SE.replace("NAME", "a"));
         write(dir.path(), "sub/b.yml", &SE.replace("NAME", "b"));
-        write(dir.path(), "sub/c.json", r#"{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"c"}}"#);
+        write(
+            dir.path(),
+            "sub/c.json",
+            r#"{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"c"}}"#,
+        );
         write(dir.path(), "notes.txt", "not yaml: [");
         let loaded = load_path(dir.path()).unwrap();
         let names: Vec<String> = loaded
@@ -213,7 +221,10 @@ mod tests {
         let err = load_path(dir.path()).unwrap_err();
         assert_eq!(err.path(), bad);
         let text = err.to_string();
-        assert!(text.contains("zbad.yaml") && text.contains("line"), "{text}");
+        assert!(
+            text.contains("zbad.yaml") && text.contains("line"),
+            "{text}"
+        );
     }
 
     #[test]
