@@ -3,10 +3,7 @@
 //! on, and which cluster routing header it should carry. Pure, so it is tested natively.
 
 use std::borrow::Cow;
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasherDefault;
 
 use crate::model::ServiceEntry;
 use crate::names::{is_dns1123_label, truncate};
@@ -162,15 +159,13 @@ pub struct HostRule {
     pub clusters: Vec<String>,
 }
 
-/// The keys are configured hosts, never request input, so a fixed-key hasher is safe and needs
-/// no randomness from the host.
-type FixedState = BuildHasherDefault<DefaultHasher>;
-
 /// The `.global` hosts the filter knows, built once per configuration.
 #[derive(Debug, Clone)]
 pub struct GuardTable {
     suffix: String,
-    hosts: HashMap<String, HostRule, FixedState>,
+    /// Sorted by host, one element per host: a binary search needs no hashing (and no
+    /// randomness from the host) and keeps the Envoy module small.
+    hosts: Vec<(String, HostRule)>,
 }
 
 impl GuardTable {
@@ -178,41 +173,48 @@ impl GuardTable {
     /// endpoint cluster labels. Other hosts (wildcards, other domains) are left out: the filter
     /// lets requests for hosts outside the suffix pass, and answers unknown-host for the rest.
     pub fn new(entries: &[ServiceEntry], options: &Options) -> Self {
-        let mut hosts: HashMap<String, HostRule, FixedState> = HashMap::default();
+        let mut hosts: Vec<(String, HostRule)> = Vec::new();
         for entry in entries {
-            let ports = entry
-                .spec
-                .ports
-                .iter()
-                .filter_map(|port| port.number)
-                .filter_map(|number| u16::try_from(number).ok())
-                .filter(|number| *number != 0);
-            let clusters = entry
-                .spec
-                .endpoints
-                .iter()
-                .filter_map(|endpoint| endpoint.labels.get(CLUSTER_LABEL));
+            let mut rule = HostRule::default();
+            for port in &entry.spec.ports {
+                if let Some(number) = port.number.and_then(|n| u16::try_from(n).ok()) {
+                    if number != 0 {
+                        insert_sorted(&mut rule.ports, number);
+                    }
+                }
+            }
+            for endpoint in &entry.spec.endpoints {
+                if let Some(cluster) = endpoint.labels.get(CLUSTER_LABEL) {
+                    insert_sorted(&mut rule.clusters, cluster.clone());
+                }
+            }
             for host in &entry.spec.hosts {
                 let host = normalize(host).host;
-                if !options.is_under_suffix(&host)
-                    || !is_service_host(&host, &options.domain_suffix)
+                if options.is_under_suffix(&host) && is_service_host(&host, &options.domain_suffix)
                 {
-                    continue;
+                    hosts.push((host.into_owned(), rule.clone()));
                 }
-                let rule = hosts.entry(host.into_owned()).or_default();
-                rule.ports.extend(ports.clone());
-                rule.clusters.extend(clusters.clone().cloned());
             }
         }
-        for rule in hosts.values_mut() {
-            rule.ports.sort_unstable();
-            rule.ports.dedup();
-            rule.clusters.sort_unstable();
-            rule.clusters.dedup();
+        // Stable, so entries for one host merge in order.
+        hosts.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut merged: Vec<(String, HostRule)> = Vec::with_capacity(hosts.len());
+        for (host, rule) in hosts {
+            match merged.last_mut() {
+                Some((last, known)) if *last == host => {
+                    for port in rule.ports {
+                        insert_sorted(&mut known.ports, port);
+                    }
+                    for cluster in rule.clusters {
+                        insert_sorted(&mut known.clusters, cluster);
+                    }
+                }
+                _ => merged.push((host, rule)),
+            }
         }
         Self {
             suffix: options.domain_suffix.clone(),
-            hosts,
+            hosts: merged,
         }
     }
 
@@ -227,7 +229,11 @@ impl GuardTable {
 
     /// The rule for a normalised host.
     pub fn rule(&self, host: &str) -> Option<&HostRule> {
-        self.hosts.get(host)
+        self.hosts
+            .binary_search_by(|(known, _)| known.as_str().cmp(host))
+            .ok()
+            .and_then(|index| self.hosts.get(index))
+            .map(|(_, rule)| rule)
     }
 
     /// Decides on one request: `authority` as received, `fallback_port` the connection's
@@ -238,6 +244,17 @@ impl GuardTable {
         authority: &str,
         fallback_port: Option<u16>,
         cluster: Option<&str>,
+    ) -> Decision<'_> {
+        self.decide_with(authority, || fallback_port, || cluster)
+    }
+
+    /// [`GuardTable::decide`], asking for the destination port and the cluster header only when
+    /// the decision needs them (each is a call into the host in the filter).
+    pub fn decide_with<C: AsRef<str>>(
+        &self,
+        authority: &str,
+        fallback_port: impl FnOnce() -> Option<u16>,
+        cluster: impl FnOnce() -> Option<C>,
     ) -> Decision<'_> {
         let parsed = normalize(authority);
         let host: &str = &parsed.host;
@@ -256,8 +273,7 @@ impl GuardTable {
                     ),
                 )
             }
-            Some(Ok(port)) => Some(port),
-            None => fallback_port,
+            port => port.and_then(Result::ok),
         };
         if !is_service_host(host, &self.suffix) {
             return reject(
@@ -269,13 +285,13 @@ impl GuardTable {
                 ),
             );
         }
-        let Some(rule) = self.hosts.get(host) else {
+        let Some(rule) = self.rule(host) else {
             return reject(
                 Reason::UnknownHost,
                 format!("no ServiceEntry declares {host}"),
             );
         };
-        match port {
+        match port.or_else(fallback_port) {
             Some(port) if rule.ports.binary_search(&port).is_ok() => {}
             Some(port) => {
                 return reject(
@@ -290,8 +306,8 @@ impl GuardTable {
                 )
             }
         }
-        match cluster {
-            Some(value) => match rule.clusters.iter().find(|known| *known == value) {
+        match cluster() {
+            Some(value) => match rule.clusters.iter().find(|known| *known == value.as_ref()) {
                 Some(known) => Decision::Allow {
                     cluster: Some(known),
                 },
@@ -299,7 +315,7 @@ impl GuardTable {
                     Reason::UnknownCluster,
                     format!(
                         "{host} has no endpoint with cluster label {:?}",
-                        truncate(value)
+                        truncate(value.as_ref())
                     ),
                 ),
             },
@@ -310,6 +326,13 @@ impl GuardTable {
                 },
             },
         }
+    }
+}
+
+/// Keeps a short list sorted and free of duplicates.
+fn insert_sorted<T: Ord>(list: &mut Vec<T>, value: T) {
+    if let Err(index) = list.binary_search(&value) {
+        list.insert(index, value);
     }
 }
 
