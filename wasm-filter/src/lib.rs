@@ -54,11 +54,21 @@ impl RootContext for GuardRoot {
         if !self.ensure_metrics() {
             return false;
         }
+        let started = self.get_current_time();
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match config::parse(&bytes) {
             Ok(config) => {
+                let micros = self
+                    .get_current_time()
+                    .duration_since(started)
+                    .map_or(0, |d| {
+                        // u64 arithmetic: u128 formatting would cost 2 KB of module.
+                        d.as_secs()
+                            .saturating_mul(1_000_000)
+                            .saturating_add(u64::from(d.subsec_micros()))
+                    });
                 info!(
-                    "global_guard: {} ServiceEntries, {} .global hosts, cluster header {}",
+                    "global_guard: {} ServiceEntries, {} .global hosts, cluster header {}, configured in {micros} us",
                     config.entries,
                     config.table.len(),
                     config.cluster_header
