@@ -168,34 +168,44 @@ pub struct GuardTable {
     hosts: Vec<(String, HostRule)>,
 }
 
-impl GuardTable {
-    /// Collects every host of the form `<name>.<namespace>.<suffix>` with its declared ports and
-    /// endpoint cluster labels. Other hosts (wildcards, other domains) are left out: the filter
-    /// lets requests for hosts outside the suffix pass, and answers unknown-host for the rest.
-    pub fn new(entries: &[ServiceEntry], options: &Options) -> Self {
-        let mut hosts: Vec<(String, HostRule)> = Vec::new();
-        for entry in entries {
-            let mut rule = HostRule::default();
-            for port in &entry.spec.ports {
-                if let Some(number) = port.number.and_then(|n| u16::try_from(n).ok()) {
-                    if number != 0 {
-                        insert_sorted(&mut rule.ports, number);
-                    }
-                }
-            }
-            for endpoint in &entry.spec.endpoints {
-                if let Some(cluster) = endpoint.labels.get(CLUSTER_LABEL) {
-                    insert_sorted(&mut rule.clusters, cluster.clone());
-                }
-            }
-            for host in &entry.spec.hosts {
-                let host = normalize(host).host;
-                if options.is_under_suffix(&host) && is_service_host(&host, &options.domain_suffix)
-                {
-                    hosts.push((host.into_owned(), rule.clone()));
+/// Collects hosts one ServiceEntry at a time, so a caller that decodes a long list can drop each
+/// entry as soon as it is added (the Envoy filter never holds all entries at once).
+#[derive(Debug, Clone, Default)]
+pub struct GuardTableBuilder {
+    hosts: Vec<(String, HostRule)>,
+}
+
+impl GuardTableBuilder {
+    pub fn add(&mut self, entry: &ServiceEntry) {
+        let mut rule = HostRule::default();
+        for port in &entry.spec.ports {
+            if let Some(number) = port.number.and_then(|n| u16::try_from(n).ok()) {
+                if number != 0 {
+                    insert_sorted(&mut rule.ports, number);
                 }
             }
         }
+        for endpoint in &entry.spec.endpoints {
+            if let Some(cluster) = endpoint.labels.get(CLUSTER_LABEL) {
+                insert_sorted(&mut rule.clusters, cluster.clone());
+            }
+        }
+        for host in &entry.spec.hosts {
+            // The suffix may not be known yet; hosts are filtered in `build`.
+            self.hosts
+                .push((normalize(host).host.into_owned(), rule.clone()));
+        }
+    }
+
+    /// Keeps every host of the form `<name>.<namespace>.<suffix>`, merging entries for one host.
+    pub fn build(self, options: &Options) -> GuardTable {
+        let mut hosts: Vec<(String, HostRule)> = self
+            .hosts
+            .into_iter()
+            .filter(|(host, _)| {
+                options.is_under_suffix(host) && is_service_host(host, &options.domain_suffix)
+            })
+            .collect();
         // Stable, so entries for one host merge in order.
         hosts.sort_by(|a, b| a.0.cmp(&b.0));
         let mut merged: Vec<(String, HostRule)> = Vec::with_capacity(hosts.len());
@@ -212,10 +222,23 @@ impl GuardTable {
                 _ => merged.push((host, rule)),
             }
         }
-        Self {
+        GuardTable {
             suffix: options.domain_suffix.clone(),
             hosts: merged,
         }
+    }
+}
+
+impl GuardTable {
+    /// Collects every host of the form `<name>.<namespace>.<suffix>` with its declared ports and
+    /// endpoint cluster labels. Other hosts (wildcards, other domains) are left out: the filter
+    /// lets requests for hosts outside the suffix pass, and answers unknown-host for the rest.
+    pub fn new(entries: &[ServiceEntry], options: &Options) -> Self {
+        let mut builder = GuardTableBuilder::default();
+        for entry in entries {
+            builder.add(entry);
+        }
+        builder.build(options)
     }
 
     /// Number of known hosts.

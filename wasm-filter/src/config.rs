@@ -1,10 +1,13 @@
 //! The plugin configuration: JSON with the ServiceEntries, the domain suffix and the name of the
 //! cluster routing header, checked and turned into the decision table once per VM.
 
-use policy::authority::GuardTable;
+use std::fmt;
+
+use policy::authority::{GuardTable, GuardTableBuilder};
 use policy::model::{ServiceEntry, GROUP, KIND, VERSIONS};
 use policy::names::is_dns1123_label;
 use policy::options::{Options, OptionsError, DEFAULT_DOMAIN_SUFFIX, DEFAULT_GATEWAY_PORT};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// The header that version-aware routing matches on.
@@ -14,7 +17,7 @@ pub const DEFAULT_CLUSTER_HEADER: &str = "x-global-cluster";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    service_entries: Vec<ServiceEntry>,
+    service_entries: Entries,
     #[serde(default)]
     domain_suffix: Option<String>,
     #[serde(default)]
@@ -37,8 +40,6 @@ pub enum ConfigError {
     Empty,
     #[error("{0}")]
     Json(serde_json::Error),
-    #[error("service_entries[{index}]: {message}")]
-    Entry { index: usize, message: String },
     #[error("domain_suffix: {0}")]
     Suffix(OptionsError),
     #[error(
@@ -58,9 +59,6 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     let raw = RawConfig::deserialize(&mut deserializer)
         .and_then(|raw| deserializer.end().map(|()| raw))
         .map_err(ConfigError::Json)?;
-    for (index, entry) in raw.service_entries.iter().enumerate() {
-        check_kind(entry).map_err(|message| ConfigError::Entry { index, message })?;
-    }
     let options = Options {
         domain_suffix: suffix(raw.domain_suffix.as_deref())?,
         gateway_ports: vec![DEFAULT_GATEWAY_PORT],
@@ -74,10 +72,50 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         Some(name) => return Err(ConfigError::ClusterHeader(name)),
     };
     Ok(Config {
-        table: GuardTable::new(&raw.service_entries, &options),
+        table: raw.service_entries.builder.build(&options),
         cluster_header,
-        entries: raw.service_entries.len(),
+        entries: raw.service_entries.count,
     })
+}
+
+/// `service_entries`, added to the table one at a time as they are decoded: the full list is
+/// never held, which keeps the configuration step fast and the VM's memory (which never shrinks)
+/// small.
+#[derive(Debug)]
+struct Entries {
+    builder: GuardTableBuilder,
+    count: usize,
+}
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(EntriesVisitor)
+    }
+}
+
+struct EntriesVisitor;
+
+impl<'de> Visitor<'de> for EntriesVisitor {
+    type Value = Entries;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of ServiceEntry objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entries, A::Error> {
+        let mut entries = Entries {
+            builder: GuardTableBuilder::default(),
+            count: 0,
+        };
+        while let Some(entry) = seq.next_element::<ServiceEntry>()? {
+            check_kind(&entry).map_err(|message| {
+                de::Error::custom(format!("service_entries[{}]: {message}", entries.count))
+            })?;
+            entries.builder.add(&entry);
+            entries.count += 1;
+        }
+        Ok(entries)
+    }
 }
 
 /// The suffix normalised as `Options::validated` does it; that function also checks and sorts
