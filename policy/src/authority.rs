@@ -669,6 +669,23 @@ mod tests {
         assert!(t.rule("x.y.example.com").is_none());
     }
 
+    #[test]
+    fn builder_applies_the_suffix_given_at_build() {
+        let mut builder = GuardTableBuilder::default();
+        builder.add(&entry(
+            &["A.b.Mesh.", "a.b.global"],
+            &[80, 80, 0, 70000],
+            &["c"],
+        ));
+        builder.add(&entry(&["a.b.mesh"], &[81], &["d"]));
+        let options = Options::new(Some("mesh"), &[], &[]).unwrap();
+        let t = builder.build(&options);
+        assert_eq!(t.len(), 1);
+        let rule = t.rule("a.b.mesh").unwrap();
+        assert_eq!(rule.ports, [80, 81]);
+        assert_eq!(rule.clusters, ["c", "d"]);
+    }
+
     fn authority_strategy() -> impl Strategy<Value = String> {
         prop_oneof![
             any::<String>(),
