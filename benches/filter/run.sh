@@ -14,7 +14,7 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32}
 ENTRIES=${ENTRIES:-1000}
 BIG_ENTRIES=${BIG_ENTRIES:-10000}
-HOST="svc-500.ns-0.global:8000"
+HOST=${HOST:-svc-500.ns-0.global:8000}
 [ -x "$ENVOY_BIN" ] || { echo "run.sh: no Envoy at $ENVOY_BIN (make setup)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "run.sh: wrk missing (scripts/ensure-apt wrk)" >&2; exit 1; }
 
