@@ -7,6 +7,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod authority;
 pub mod check;
 pub mod document;
 pub mod finding;

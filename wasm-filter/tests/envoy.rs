@@ -1,0 +1,252 @@
+//! global_guard inside a real Envoy (V8 runtime), driven with curl over HTTP/1.1 and HTTP/2.
+
+mod common;
+
+use common::{free_port, seed_config, service_entry, Envoy, Version, VERSIONS};
+
+const CLUSTER: &str = "x-global-cluster";
+
+#[test]
+fn allows_the_seed_host_and_sets_its_only_cluster() {
+    let envoy = Envoy::start(&seed_config(vec![]));
+    for version in VERSIONS {
+        let reply = envoy.get(version, "httpbin.bar.global:8000", &[]);
+        assert_eq!(reply.status, 200, "{version:?}: {reply:?}");
+        assert_eq!(
+            reply.upstream_header_lines(CLUSTER),
+            ["cluster2"],
+            "{version:?}"
+        );
+        assert_eq!(reply.header("x-global-guard"), None);
+    }
+}
+
+#[test]
+fn client_cannot_stack_cluster_values() {
+    let envoy = Envoy::start(&seed_config(vec![]));
+    for version in VERSIONS {
+        let reply = envoy.get(
+            version,
+            "httpbin.bar.global:8000",
+            &[(CLUSTER, "cluster2"), (CLUSTER, "cluster9")],
+        );
+        assert_eq!(reply.status, 200, "{version:?}: {reply:?}");
+        assert_eq!(
+            reply.upstream_header_lines(CLUSTER),
+            ["cluster2"],
+            "{version:?}"
+        );
+    }
+}
+
+#[test]
+fn keeps_a_valid_cluster_among_several() {
+    let multi = service_entry("multi.bar.global", &[8000], &["c1", "c2"]);
+    let envoy = Envoy::start(&seed_config(vec![multi]));
+    for version in VERSIONS {
+        let chosen = envoy.get(version, "multi.bar.global:8000", &[(CLUSTER, "c2")]);
+        assert_eq!(chosen.status, 200, "{version:?}: {chosen:?}");
+        assert_eq!(chosen.upstream_header_lines(CLUSTER), ["c2"]);
+        // Two candidates and no header: nothing is chosen for the client.
+        let open = envoy.get(version, "multi.bar.global:8000", &[]);
+        assert_eq!(open.status, 200, "{version:?}: {open:?}");
+        assert!(open.upstream_header_lines(CLUSTER).is_empty(), "{open:?}");
+    }
+}
+
+#[test]
+fn normalises_case_trailing_dot_and_port() {
+    let envoy = Envoy::start(&seed_config(vec![]));
+    for version in VERSIONS {
+        let reply = envoy.get(version, "HttpBin.BAR.global.:8000", &[]);
+        assert_eq!(reply.status, 200, "{version:?}: {reply:?}");
+        assert_eq!(reply.upstream_header_lines(CLUSTER), ["cluster2"]);
+    }
+}
+
+#[test]
+fn hosts_outside_the_suffix_pass_untouched() {
+    let envoy = Envoy::start(&seed_config(vec![]));
+    for version in VERSIONS {
+        let plain = envoy.get(version, "localhost", &[]);
+        assert_eq!(plain.status, 200, "{version:?}: {plain:?}");
+        assert!(plain.upstream_header_lines(CLUSTER).is_empty());
+        let with_header = envoy.get(version, "example.com:8080", &[(CLUSTER, "anything")]);
+        assert_eq!(with_header.status, 200, "{version:?}: {with_header:?}");
+        assert_eq!(with_header.upstream_header_lines(CLUSTER), ["anything"]);
+    }
+}
+
+#[test]
+fn rejects_each_bad_request_with_status_reason_and_body() {
+    let envoy = Envoy::start(&seed_config(vec![]));
+    let cases: [(&str, Option<&str>, u16, &str, &str); 6] = [
+        (
+            "a.b.c.global:8000",
+            None,
+            400,
+            "malformed-host",
+            "a.b.c.global",
+        ),
+        (
+            "httpbin.bar.global:http",
+            None,
+            400,
+            "malformed-host",
+            "httpbin.bar.global",
+        ),
+        (
+            "httpbin.baz.global:8000",
+            None,
+            404,
+            "unknown-host",
+            "httpbin.baz.global",
+        ),
+        (
+            "httpbin.bar.global:9000",
+            None,
+            404,
+            "unknown-port",
+            "httpbin.bar.global",
+        ),
+        (
+            "httpbin.bar.global:15443",
+            None,
+            404,
+            "unknown-port",
+            "httpbin.bar.global",
+        ),
+        (
+            "httpbin.bar.global:8000",
+            Some("cluster9"),
+            404,
+            "unknown-cluster",
+            "httpbin.bar.global",
+        ),
+    ];
+    for version in VERSIONS {
+        for (authority, cluster, status, reason, host) in cases {
+            let headers: Vec<(&str, &str)> = cluster.map(|c| (CLUSTER, c)).into_iter().collect();
+            let reply = envoy.get(version, authority, &headers);
+            let what = format!("{version:?} {authority} {cluster:?}: {reply:?}");
+            assert_eq!(reply.status, status, "{what}");
+            assert_eq!(reply.header("x-global-guard"), Some(reason), "{what}");
+            assert!(reply.body.starts_with(&format!("{reason}: ")), "{what}");
+            assert!(reply.body.contains(host), "{what}");
+            assert_eq!(reply.body.matches('\n').count(), 1, "{what}");
+            assert!(reply.body.ends_with('\n'), "{what}");
+        }
+    }
+}
+
+#[test]
+fn port_falls_back_to_the_destination_port() {
+    let port = free_port();
+    let config = seed_config(vec![service_entry("fallback.bar.global", &[port], &[])]);
+    let envoy = match Envoy::start_on(port, &config) {
+        Ok(envoy) => envoy,
+        Err(e) => panic!("envoy did not start ({:?}):\n{}", e.exited, e.log),
+    };
+    for version in VERSIONS {
+        let reply = envoy.get(version, "fallback.bar.global", &[]);
+        assert_eq!(reply.status, 200, "{version:?}: {reply:?}");
+        // The listener port is not 8000, the seed's only port.
+        let reply = envoy.get(version, "httpbin.bar.global", &[]);
+        assert_eq!(reply.status, 404, "{version:?}: {reply:?}");
+        assert_eq!(reply.header("x-global-guard"), Some("unknown-port"));
+    }
+}
+
+#[test]
+fn counts_each_outcome_in_stats() {
+    let envoy = Envoy::start(&seed_config(vec![]));
+    let sends: [(&str, Option<&str>, usize); 6] = [
+        ("localhost", None, 1),
+        ("httpbin.bar.global:8000", None, 3),
+        ("x.global", None, 2),
+        ("nope.bar.global:8000", None, 1),
+        ("httpbin.bar.global:1", None, 2),
+        ("httpbin.bar.global:8000", Some("zz"), 1),
+    ];
+    for (authority, cluster, times) in sends {
+        let headers: Vec<(&str, &str)> = cluster.map(|c| (CLUSTER, c)).into_iter().collect();
+        for i in 0..times {
+            let version = VERSIONS[i % 2];
+            envoy.get(version, authority, &headers);
+        }
+    }
+    assert_eq!(envoy.counter("global_guard_passed"), 1);
+    assert_eq!(envoy.counter("global_guard_allowed"), 3);
+    assert_eq!(envoy.counter("global_guard_rejected_malformed_host"), 2);
+    assert_eq!(envoy.counter("global_guard_rejected_unknown_host"), 1);
+    assert_eq!(envoy.counter("global_guard_rejected_unknown_port"), 2);
+    assert_eq!(envoy.counter("global_guard_rejected_unknown_cluster"), 1);
+}
+
+#[test]
+fn logs_the_configuration_it_loaded() {
+    let envoy = Envoy::start(&seed_config(vec![]));
+    let log = envoy.log();
+    assert!(
+        log.contains(
+            "global_guard: 3 ServiceEntries, 1 .global hosts, cluster header x-global-cluster"
+        ),
+        "{log}"
+    );
+}
+
+fn assert_refused(configuration: &str, expected: &str) {
+    let result = Envoy::start_on(free_port(), configuration);
+    let Err(error) = result else {
+        panic!("Envoy started with the invalid configuration {configuration}");
+    };
+    let status = error.exited.expect("Envoy exits rather than hanging");
+    assert!(!status.success(), "{status:?}\n{}", error.log);
+    assert!(
+        error.log.contains(expected),
+        "expected {expected:?} in:\n{}",
+        error.log
+    );
+}
+
+#[test]
+fn refuses_an_unknown_configuration_field() {
+    assert_refused(
+        r#"{"service_entries": [], "clusterHeader": "x"}"#,
+        "global_guard: invalid configuration: unknown field `clusterHeader`",
+    );
+}
+
+#[test]
+fn refuses_configuration_without_service_entries() {
+    assert_refused(
+        r#"{"domain_suffix": "global"}"#,
+        "global_guard: invalid configuration: missing field `service_entries`",
+    );
+}
+
+#[test]
+fn refuses_a_service_entry_with_an_unknown_field() {
+    let mut entry = service_entry("a.b.global", &[80], &[]);
+    entry["spec"]["resolutions"] = "DNS".into();
+    let configuration = serde_json::json!({ "service_entries": [entry] }).to_string();
+    assert_refused(
+        &configuration,
+        "global_guard: invalid configuration: unknown field `resolutions`",
+    );
+}
+
+#[test]
+fn http2_requests_carry_the_host_as_authority() {
+    // Guards the test harness itself: curl sends the Host header as :authority over HTTP/2.
+    let envoy = Envoy::start(&seed_config(vec![]));
+    let reply = envoy.get(Version::Http2, "httpbin.bar.global:8000", &[]);
+    assert_eq!(reply.header("x-global-guard"), None);
+    assert!(
+        reply
+            .body
+            .to_ascii_lowercase()
+            .contains("host: httpbin.bar.global:8000"),
+        "{reply:?}"
+    );
+}
