@@ -64,8 +64,11 @@ export interface NextFree {
 #[wasm_bindgen(js_name = validate, unchecked_return_type = "Report")]
 pub fn validate_js(
     #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "ValidateOptions | null | undefined")] options: JsValue,
+    #[wasm_bindgen(unchecked_optional_param_type = "ValidateOptions | null")] options: Option<
+        JsValue,
+    >,
 ) -> JsValue {
+    let options = options.unwrap_or(JsValue::UNDEFINED);
     let report = match (text.as_string(), read_options(&options)) {
         (None, _) => Report::rejected(RULE_INPUT, not_text(&text)),
         (_, Err(message)) => Report::rejected(RULE_OPTIONS, message),
@@ -78,15 +81,16 @@ pub fn validate_js(
 #[wasm_bindgen(js_name = nextFreeAddress, unchecked_return_type = "NextFree")]
 pub fn next_free_address_js(
     #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "string | null | undefined")] range: JsValue,
+    #[wasm_bindgen(unchecked_optional_param_type = "string | null")] range: Option<JsValue>,
 ) -> JsValue {
+    let range = range.and_then(|r| r.as_string());
     let found = match text.as_string() {
         None => NextFree {
             address: None,
             range: None,
             error: Some(not_text(&text)),
         },
-        Some(text) => next_free_address(&text, range.as_string().as_deref()),
+        Some(text) => next_free_address(&text, range.as_deref()),
     };
     to_js(&found)
 }
