@@ -1,0 +1,108 @@
+// The package's API: options, values it returns instead of throwing, and nextFreeAddress.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { DATA, policy, read } from './common.mjs';
+
+const SEED = read(`${DATA}/seed/serviceentry-direct.yaml`);
+
+describe('validate', () => {
+  test('JSON and kind: List are read', () => {
+    const list = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        {
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'ServiceEntry',
+          metadata: { name: 'a', namespace: 'foo' },
+          spec: {
+            hosts: ['a.foo.global'],
+            location: 'MESH_INTERNAL',
+            resolution: 'DNS',
+            ports: [{ name: 'http1', number: 8000, protocol: 'http' }],
+            addresses: ['127.255.0.2'],
+            endpoints: [{ address: '198.18.2.1', ports: { http1: 15443 } }],
+          },
+        },
+      ],
+    });
+    const report = policy.validate(list);
+    assert.deepEqual(report, { valid: true, checked: 1, violations: [], warnings: [] });
+  });
+
+  test('a gateway port option allows a NodePort', () => {
+    const nodePort = SEED.replace('http1: 15443', 'http1: 31443');
+    assert.equal(policy.validate(nodePort).valid, false);
+    assert.equal(policy.validate(nodePort, { gatewayPorts: [15443, 31443] }).valid, true);
+  });
+
+  test('another domain suffix leaves .global hosts to Istio rules only', () => {
+    const bad = SEED.replace('http1: 15443', 'http1: 8000');
+    assert.equal(policy.validate(bad, { domainSuffix: 'global' }).valid, false);
+    assert.equal(policy.validate(bad, { domainSuffix: 'remote' }).valid, true);
+  });
+
+  test('VIP ranges decide where an address warns', () => {
+    assert.equal(policy.validate(SEED).warnings.length, 0);
+    const warned = policy.validate(SEED, { vipRanges: ['240.0.0.0/16'] });
+    assert.equal(warned.valid, true);
+    assert.equal(warned.warnings[0].path, 'spec.addresses[0]');
+  });
+
+  for (const [what, options, mention] of [
+    ['a bad suffix', { domainSuffix: 'a..b' }, '"a..b"'],
+    ['a bad range', { vipRanges: ['10.0.0.0/33'] }, '"10.0.0.0/33"'],
+    ['port 0', { gatewayPorts: [0] }, 'port 0'],
+    ['a port past 65535', { gatewayPorts: [70000] }, '70000'],
+    ['a port as text', { gatewayPorts: ['https'] }, 'https'],
+    ['an unknown option', { domainSufix: 'global' }, 'domainSufix'],
+    ['options that are a string', 'global', 'expected an object'],
+  ]) {
+    test(`${what} is an options violation, not a throw`, () => {
+      const report = policy.validate(SEED, options);
+      assert.equal(report.valid, false);
+      assert.equal(report.violations.length, 1);
+      assert.equal(report.violations[0].rule, 'options');
+      assert.ok(report.violations[0].message.startsWith('invalid options: '));
+      assert.ok(report.violations[0].message.includes(mention), report.violations[0].message);
+    });
+  }
+
+  test('input that is not a string is a violation, not a throw', () => {
+    for (const input of [undefined, null, 42, {}, ['x']]) {
+      const report = policy.validate(input);
+      assert.equal(report.valid, false);
+      assert.equal(report.violations[0].rule, 'input');
+    }
+  });
+
+  test('garbage never throws', () => {
+    for (const text of ['', '---', ': :', '[1, 2]', '"x"', '{"a":', '\u0000', 'a: *b', '- [[[[']) {
+      const report = policy.validate(text);
+      assert.equal(typeof report.valid, 'boolean', JSON.stringify(text));
+    }
+  });
+});
+
+describe('nextFreeAddress', () => {
+  test('skips the addresses of the entries in the text', () => {
+    assert.deepEqual(policy.nextFreeAddress(SEED, '127.255.0.2/31'), {
+      address: '127.255.0.3',
+      range: '127.255.0.2/31',
+      error: null,
+    });
+  });
+
+  test('defaults to 127.255.0.0/16', () => {
+    assert.equal(policy.nextFreeAddress(SEED).address, '127.255.0.1');
+  });
+
+  test('a full range, a bad range and bad text are error values', () => {
+    assert.equal(policy.nextFreeAddress(SEED, '127.255.0.2/32').error,
+      'no free address is left in 127.255.0.2/32');
+    assert.match(policy.nextFreeAddress(SEED, 'nope').error, /"nope" is not a CIDR/);
+    assert.match(policy.nextFreeAddress('a: [', '240.0.0.0/16').error, /^line \d+/);
+    assert.match(policy.nextFreeAddress(7).error, /expected the text/);
+  });
+});
