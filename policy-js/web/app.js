@@ -89,7 +89,15 @@ function check() {
     summary.textContent = 'Paste a ServiceEntry to check it.';
     return;
   }
-  const report = validate(text, options());
+  let report;
+  try {
+    report = validate(text, options());
+  } catch (error) {
+    // validate returns its errors as values; this is a fault in the page or the module.
+    summary.className = 'summary bad';
+    summary.textContent = `The checker failed: ${error}`;
+    return;
+  }
   const all = [...report.violations, ...report.warnings];
   findings.replaceChildren(...all.map(renderFinding));
   const warnings = report.warnings.length

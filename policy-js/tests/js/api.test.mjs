@@ -83,6 +83,38 @@ describe('validate', () => {
       assert.equal(typeof report.valid, 'boolean', JSON.stringify(text));
     }
   });
+
+  test('deep nesting is a parse violation, not a stack overflow', () => {
+    for (const text of ['['.repeat(100_000), '{"a":'.repeat(50_000), `${'- '.repeat(5_000)}x`]) {
+      const report = policy.validate(text);
+      assert.equal(report.valid, false);
+      assert.equal(report.violations[0].rule, 'parse');
+      assert.match(report.violations[0].message, /recursion limit exceeded/);
+    }
+  });
+
+  test('an alias bomb is a parse violation', () => {
+    let yaml = 'a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n';
+    for (let i = 1; i < 9; i += 1) {
+      yaml += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]\n`;
+    }
+    const report = policy.validate(yaml);
+    assert.equal(report.valid, false);
+    assert.match(report.violations[0].message, /repetition limit exceeded/);
+  });
+
+  test('two thousand entries are checked against each other', () => {
+    const entries = Array.from({ length: 2_000 }, (_, i) => SEED
+      .replace('name: httpbin-bar', `name: httpbin-${i}`)
+      .replace('127.255.0.2', `127.255.${8 + Math.floor(i / 250)}.${(i % 250) + 1}`));
+    entries.push(SEED.replace('name: httpbin-bar', 'name: late'));
+    entries.push(SEED.replace('name: httpbin-bar', 'name: later'));
+    const report = policy.validate(entries.join('\n---\n'));
+    assert.equal(report.checked, 2_002);
+    // Only the last entry reuses an address (the one before it took 127.255.0.2 first).
+    assert.deepEqual(report.violations.map((v) => [v.name, v.rule, v.suggestedAddress]),
+      [['later', 'duplicate-address', '127.255.0.1']]);
+  });
 });
 
 describe('nextFreeAddress', () => {
