@@ -20,6 +20,9 @@ export interface ValidateOptions {
   gatewayPorts?: number[];
   /** Ranges `.global` VIPs are expected in; default 127.255.0.0/16, 240.0.0.0/16, 240.240.0.0/16. */
   vipRanges?: string[];
+  /** YAML or JSON of the ServiceEntries already in the cluster, as `--existing`: their
+   *  addresses are taken, and an entry with the same namespace/name is an update of one. */
+  existing?: string;
 }
 
 export interface Violation {
@@ -31,7 +34,8 @@ export interface Violation {
   /** Line and column of a parse error, where the parser gives them. */
   line: number | null;
   column: number | null;
-  /** Field path such as "spec.endpoints[0].ports.http1"; empty for the whole text. */
+  /** Field path such as "spec.endpoints[0].ports.http1"; empty for the whole text;
+   *  "options.existing" for a parse error in the existing entries. */
   path: string;
   message: string;
   severity: "error" | "warning";

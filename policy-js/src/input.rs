@@ -3,14 +3,17 @@
 use policy::Options;
 use serde::Deserialize;
 
-/// `{domainSuffix?, gatewayPorts?, vipRanges?}`; absent or empty settings take the defaults of
-/// `admission-webhook check`.
+/// `{domainSuffix?, gatewayPorts?, vipRanges?, existing?}`; absent or empty settings take the
+/// defaults of `admission-webhook check`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct OptionsInput {
     pub domain_suffix: Option<String>,
     pub gateway_ports: Vec<u16>,
     pub vip_ranges: Vec<String>,
+    /// Text of the ServiceEntries already in the cluster, as `--existing`: their addresses are
+    /// taken, and an entry with the same `namespace/name` is an update of one of them.
+    pub existing: Option<String>,
 }
 
 impl OptionsInput {
@@ -51,9 +54,10 @@ mod tests {
     #[test]
     fn camel_case_settings_are_read() {
         let input = OptionsInput::from_json(
-            r#"{"domainSuffix":"global.example","gatewayPorts":[15443,31443],"vipRanges":["10.9.0.0/16"]}"#,
+            r#"{"domainSuffix":"global.example","gatewayPorts":[15443,31443],"vipRanges":["10.9.0.0/16"],"existing":"x: 1"}"#,
         )
         .unwrap();
+        assert_eq!(input.existing.as_deref(), Some("x: 1"));
         let options = input.to_options().unwrap();
         assert_eq!(options.domain_suffix, "global.example");
         assert_eq!(options.gateway_ports, vec![15443, 31443]);

@@ -118,15 +118,34 @@ impl Report {
 
 /// Checks every ServiceEntry in `text` with the options given as JavaScript passes them.
 pub fn validate(text: &str, options: &OptionsInput) -> Report {
-    match options.to_options() {
-        Ok(options) => validate_with(text, &options),
-        Err(message) => Report::rejected(RULE_OPTIONS, message),
-    }
+    let rules = match options.to_options() {
+        Ok(rules) => rules,
+        Err(message) => return Report::rejected(RULE_OPTIONS, message),
+    };
+    let existing = match options.existing.as_deref().map(parse_str).transpose() {
+        Ok(existing) => existing.unwrap_or_default(),
+        Err(error) => {
+            let mut violation = Violation::parse(&error);
+            violation.path = EXISTING_PATH.to_string();
+            violation.message = format!("existing ServiceEntries: {error}");
+            return Report::of(0, vec![violation]);
+        }
+    };
+    // As the checker, existing entries that do not decode hold no addresses.
+    let existing: Vec<&ServiceEntry> = existing
+        .iter()
+        .filter_map(|p| p.entry.as_ref().ok())
+        .collect();
+    validate_with(text, &existing, &rules)
 }
 
-/// Checks every ServiceEntry in `text`, in order, against each other: the findings of
-/// `admission-webhook check` on a file holding `text`, in the same order.
-pub fn validate_with(text: &str, options: &Options) -> Report {
+/// Path of a parse violation in the `existing` option.
+pub const EXISTING_PATH: &str = "options.existing";
+
+/// Checks every ServiceEntry in `text`, in order, against `existing` and against each other:
+/// the findings of `admission-webhook check --existing` on a file holding `text`, in the same
+/// order.
+pub fn validate_with(text: &str, existing: &[&ServiceEntry], options: &Options) -> Report {
     let parsed = match parse_str(text) {
         Ok(parsed) => parsed,
         Err(error) => return Report::of(0, vec![Violation::parse(&error)]),
@@ -136,7 +155,7 @@ pub fn validate_with(text: &str, options: &Options) -> Report {
         .filter_map(|p| p.entry.as_ref().ok().map(|se| (p.document, se)))
         .collect();
     let entries: Vec<&ServiceEntry> = decoded.iter().map(|(_, se)| *se).collect();
-    let results = check_set(&entries, &[], options);
+    let results = check_set(&entries, existing, options);
 
     // As the checker: decode errors first, then each entry's findings, then a stable sort by
     // document.
@@ -233,6 +252,53 @@ mod tests {
         let report = validate("{\n\"kind\": \n", &OptionsInput::default());
         assert_eq!(report.violations[0].rule, RULE_PARSE);
         assert_eq!(report.violations[0].line, Some(3));
+    }
+
+    #[test]
+    fn existing_entries_hold_their_addresses() {
+        let options = OptionsInput {
+            existing: Some(SEED.to_string()),
+            ..Default::default()
+        };
+        let report = validate(&entry("a", "127.255.0.2", 15443), &options);
+        assert_eq!(report.violations.len(), 1, "{report:#?}");
+        assert_eq!(report.violations[0].document, Some(1));
+        assert!(report.violations[0].message.contains("foo/httpbin-bar"));
+        assert_eq!(
+            report.violations[0].suggested_address.as_deref(),
+            Some("127.255.0.1")
+        );
+    }
+
+    #[test]
+    fn an_update_of_an_existing_entry_keeps_its_address() {
+        let options = OptionsInput {
+            existing: Some(SEED.to_string()),
+            ..Default::default()
+        };
+        let report = validate(SEED, &options);
+        assert!(report.valid, "{report:#?}");
+    }
+
+    #[test]
+    fn malformed_existing_text_is_a_parse_violation_of_the_option() {
+        let options = OptionsInput {
+            existing: Some("a: [\n".to_string()),
+            ..Default::default()
+        };
+        let report = validate(SEED, &options);
+        assert!(!report.valid);
+        let v = &report.violations[0];
+        assert_eq!(
+            (v.rule.as_str(), v.path.as_str()),
+            (RULE_PARSE, EXISTING_PATH)
+        );
+        assert!(v.line.is_some());
+        assert!(
+            v.message.starts_with("existing ServiceEntries: line "),
+            "{}",
+            v.message
+        );
     }
 
     #[test]

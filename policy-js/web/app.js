@@ -12,7 +12,9 @@ const optionFields = {
   domainSuffix: document.getElementById('domain-suffix'),
   gatewayPorts: document.getElementById('gateway-ports'),
   vipRanges: document.getElementById('vip-ranges'),
+  existing: document.getElementById('existing'),
 };
+const details = document.querySelector('details');
 
 let ready = false;
 let timer = 0;
@@ -30,6 +32,7 @@ function options() {
   if (ports.length) out.gatewayPorts = ports.map((p) => (/^\d+$/.test(p) ? Number(p) : p));
   const ranges = list(optionFields.vipRanges.value);
   if (ranges.length) out.vipRanges = ranges;
+  if (optionFields.existing.value.trim()) out.existing = optionFields.existing.value;
   return out;
 }
 
@@ -44,13 +47,14 @@ function plural(n, one, many) {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-// Selects line `line` (1-based) of the text so the cursor lands on a parse error.
-function goToLine(line) {
-  const lines = input.value.split('\n');
+// Selects line `line` (1-based) of a text area so the cursor lands on a parse error.
+function goToLine(area, line) {
+  if (area === optionFields.existing) details.open = true;
+  const lines = area.value.split('\n');
   const start = lines.slice(0, line - 1).reduce((sum, l) => sum + l.length + 1, 0);
   const end = start + (lines[line - 1] ?? '').length;
-  input.focus();
-  input.setSelectionRange(start, end);
+  area.focus();
+  area.setSelectionRange(start, end);
 }
 
 function renderFinding(v) {
@@ -73,7 +77,8 @@ function renderFinding(v) {
     const button = el('button', {
       type: 'button', className: 'goto', textContent: `Go to line ${v.line}`,
     });
-    button.addEventListener('click', () => goToLine(v.line));
+    const area = v.path === 'options.existing' ? optionFields.existing : input;
+    button.addEventListener('click', () => goToLine(area, v.line));
     item.append(button);
   }
   return item;

@@ -29,7 +29,14 @@ export function read(path) {
 
 /** `admission-webhook check --format json PATHS...`: its exit status, report and stderr. */
 export function nativeCheck(...paths) {
-  const run = spawnSync(NATIVE, ['check', '--format', 'json', ...paths], { encoding: 'utf8' });
+  return nativeCheckWith([], ...paths);
+}
+
+/** As `nativeCheck`, with more arguments (such as `--existing PATH`) before the paths. */
+export function nativeCheckWith(args, ...paths) {
+  const run = spawnSync(NATIVE, ['check', '--format', 'json', ...args, ...paths], {
+    encoding: 'utf8',
+  });
   if (run.error) throw run.error;
   return {
     status: run.status,

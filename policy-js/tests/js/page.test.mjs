@@ -120,6 +120,20 @@ describe('checker page', () => {
     assert.match(await page.inputValue('#input'), /httpbin\.bar\.global/);
   });
 
+  test('existing ServiceEntries take their addresses', async () => {
+    await page.click('details summary');
+    await page.fill('#existing', read(`${DATA}/seed/serviceentry-direct.yaml`));
+    await paste(read(`${DATA}/bad/duplicate-and-wrong-port.yaml`));
+    await page.waitForSelector('li.finding[data-rule="duplicate-address"]');
+    assert.match(await page.textContent('#summary'), /Invalid: 2 violations/);
+    assert.equal(
+      await page.textContent('li.finding[data-rule="duplicate-address"] .suggestion code'),
+      '127.255.0.1');
+    await page.screenshot({ path: join(ARTIFACTS, 'page-existing.png'), fullPage: true });
+    await page.fill('#existing', '');
+    await page.click('details summary');
+  });
+
   test('a bad option is shown, not thrown', async () => {
     await paste(read(`${DATA}/seed/serviceentry-direct.yaml`));
     await page.click('details summary');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { basename } from 'node:path';
 import { describe, test } from 'node:test';
 
-import { fixtures, nativeCheck, policy, read, DATA } from './common.mjs';
+import { fixtures, nativeCheck, nativeCheckWith, policy, read, DATA } from './common.mjs';
 
 // What is compared of each finding; `file` is not known to the package.
 function fields(f, withDocument = true) {
@@ -78,6 +78,24 @@ describe('every violation class', () => {
     assert.equal(duplicate.path, 'spec.addresses[0]');
     assert.equal(duplicate.suggestedAddress, '127.255.0.1');
     assert.match(duplicate.message, /already used by ServiceEntry foo\/httpbin-bar/);
+  });
+});
+
+describe('against existing entries', () => {
+  const seed = `${DATA}/seed/serviceentry-direct.yaml`;
+  for (const path of [...fixtures('bad'), ...fixtures('warn'), ...fixtures('seed')]) {
+    test(`${basename(path)} with the seed existing gives the native verdict`, () => {
+      const report = policy.validate(read(path), { existing: read(seed) });
+      assertSameVerdict(report, nativeCheckWith(['--existing', seed], path));
+    });
+  }
+
+  test('a broken existing text is a parse violation of the option', () => {
+    const report = policy.validate(read(seed), { existing: read(`${DATA}/broken.yaml`) });
+    assert.equal(report.valid, false);
+    assert.equal(report.violations[0].path, 'options.existing');
+    assert.equal(report.violations[0].rule, 'parse');
+    assert.match(report.violations[0].message, /^existing ServiceEntries: line \d+ /);
   });
 });
 
