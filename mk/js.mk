@@ -34,7 +34,7 @@ js: setup-rust setup-wasm-bindgen
 	rm -rf $(JS_DIST) $(WEB_DIST)
 	$(WASM_BINDGEN) --target nodejs --out-dir $(JS_DIST) $(POLICY_WASM)
 	cp $(ROOT)/policy-js/pkg/package.json $(JS_DIST)/
-	$(WASM_BINDGEN) --target web --out-dir $(WEB_DIST) $(POLICY_WASM)
+	$(WASM_BINDGEN) --target web --no-typescript --out-dir $(WEB_DIST) $(POLICY_WASM)
 	cp $(ROOT)/policy-js/web/index.html $(ROOT)/policy-js/web/style.css $(ROOT)/policy-js/web/app.js $(WEB_DIST)/
 	cp $(SEED)/serviceentry-direct.yaml $(WEB_DIST)/example.yaml
 	@echo "built $(JS_DIST) (Node package) and $(WEB_DIST) (checker page)"
