@@ -87,14 +87,18 @@ pub fn next_free_address_js(
     #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
     #[wasm_bindgen(unchecked_optional_param_type = "string | null")] range: Option<JsValue>,
 ) -> JsValue {
-    let range = range.and_then(|r| r.as_string());
-    let found = match text.as_string() {
-        None => NextFree {
-            address: None,
-            range: None,
-            error: Some(not_text(&text)),
-        },
-        Some(text) => next_free_address(&text, range.as_deref()),
+    let range = range.filter(|r| !r.is_undefined() && !r.is_null());
+    let error = |message: String| NextFree {
+        address: None,
+        range: None,
+        error: Some(message),
+    };
+    let found = match (text.as_string(), range.as_ref().map(JsValue::as_string)) {
+        (None, _) => error(not_text(&text)),
+        (_, Some(None)) => {
+            error("expected the range as a CIDR string such as 127.255.0.0/16".into())
+        }
+        (Some(text), range) => next_free_address(&text, range.flatten().as_deref()),
     };
     to_js(&found)
 }

@@ -69,6 +69,16 @@ describe('validate', () => {
     });
   }
 
+  test('options that are not JSON are a violation, not a throw', () => {
+    const circular = { domainSuffix: 'global' };
+    circular.self = circular;
+    for (const options of [circular, { gatewayPorts: [15443n] }]) {
+      const report = policy.validate(SEED, options);
+      assert.equal(report.violations[0].rule, 'options');
+      assert.match(report.violations[0].message, /not representable as JSON/);
+    }
+  });
+
   test('input that is not a string is a violation, not a throw', () => {
     for (const input of [undefined, null, 42, {}, ['x']]) {
       const report = policy.validate(input);
@@ -136,5 +146,7 @@ describe('nextFreeAddress', () => {
     assert.match(policy.nextFreeAddress(SEED, 'nope').error, /"nope" is not a CIDR/);
     assert.match(policy.nextFreeAddress('a: [', '240.0.0.0/16').error, /^line \d+/);
     assert.match(policy.nextFreeAddress(7).error, /expected the text/);
+    assert.match(policy.nextFreeAddress(SEED, 42).error, /expected the range as a CIDR string/);
+    assert.equal(policy.nextFreeAddress(SEED, null).address, '127.255.0.1');
   });
 });
