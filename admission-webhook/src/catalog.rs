@@ -192,46 +192,25 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::review::{GroupVersionKind, GroupVersionResource, Operation};
-    use serde_json::json;
-
-    fn object(name: &str, address: &str) -> serde_json::Value {
-        json!({
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "ServiceEntry",
-            "metadata": {"name": name, "namespace": "foo"},
-            "spec": {
-                "hosts": [format!("{name}.bar.global")],
-                "location": "MESH_INTERNAL",
-                "ports": [{"name": "http1", "number": 8000, "protocol": "http"}],
-                "resolution": "DNS",
-                "addresses": [address],
-                "endpoints": [{"address": "198.18.2.1", "ports": {"http1": 15443}}]
-            }
-        })
-    }
+    use crate::review::Operation;
+    use crate::verdict::fixtures::{object, request};
 
     fn create(name: &str, address: &str, dry_run: bool) -> AdmissionRequest {
-        AdmissionRequest {
-            uid: format!("uid-{name}"),
-            kind: GroupVersionKind {
-                group: "networking.istio.io".into(),
-                version: "v1".into(),
-                kind: "ServiceEntry".into(),
-            },
-            resource: GroupVersionResource::default(),
-            sub_resource: None,
-            name: Some(name.into()),
-            namespace: Some("foo".into()),
-            operation: Operation::Create,
-            object: Some(object(name, address)),
-            old_object: None,
-            dry_run: Some(dry_run),
-        }
+        let mut request = request(Operation::Create, Some(object(name, address, 15443)));
+        request.dry_run = Some(dry_run);
+        request
     }
 
     fn entry(name: &str, address: &str) -> ServiceEntry {
-        policy::document::decode(object(name, address)).unwrap()
+        policy::document::decode(object(name, address, 15443)).unwrap()
+    }
+
+    /// Whether a non-dry-run CREATE of `foo/<name>` claiming `address` is admitted at `now`.
+    fn admits(catalog: &Catalog, name: &str, address: &str, now: Instant) -> bool {
+        catalog
+            .review(&create(name, address, false), &Options::default(), now)
+            .verdict
+            .allowed
     }
 
     #[test]
@@ -239,14 +218,8 @@ mod tests {
         let catalog = Catalog::default();
         catalog.mark_loaded();
         let now = Instant::now();
-        let options = Options::default();
-        assert!(
-            catalog
-                .review(&create("a", "127.255.0.2", false), &options, now)
-                .verdict
-                .allowed
-        );
-        let second = catalog.review(&create("b", "127.255.0.2", false), &options, now);
+        assert!(admits(&catalog, "a", "127.255.0.2", now));
+        let second = catalog.review(&create("b", "127.255.0.2", false), &Options::default(), now);
         assert!(!second.verdict.allowed);
         assert!(
             second.verdict.message.contains("foo/a"),
@@ -277,20 +250,10 @@ mod tests {
         let catalog = Catalog::default();
         catalog.mark_loaded();
         let now = Instant::now();
-        let options = Options::default();
-        assert!(
-            catalog
-                .review(&create("a", "127.255.0.2", true), &options, now)
-                .verdict
-                .allowed
-        );
+        let dry = catalog.review(&create("a", "127.255.0.2", true), &Options::default(), now);
+        assert!(dry.verdict.allowed);
         assert_eq!(catalog.reservations(), 0);
-        assert!(
-            catalog
-                .review(&create("b", "127.255.0.2", false), &options, now)
-                .verdict
-                .allowed
-        );
+        assert!(admits(&catalog, "b", "127.255.0.2", now));
     }
 
     #[test]
@@ -298,15 +261,19 @@ mod tests {
         let catalog = Catalog::new(Duration::from_secs(30));
         catalog.mark_loaded();
         let now = Instant::now();
-        let options = Options::default();
-        catalog.review(&create("a", "127.255.0.2", false), &options, now);
-        let later = now + Duration::from_secs(31);
-        assert!(
-            catalog
-                .review(&create("b", "127.255.0.2", false), &options, later)
-                .verdict
-                .allowed
-        );
+        assert!(admits(&catalog, "a", "127.255.0.2", now));
+        assert!(!admits(
+            &catalog,
+            "b",
+            "127.255.0.2",
+            now + Duration::from_secs(29)
+        ));
+        assert!(admits(
+            &catalog,
+            "b",
+            "127.255.0.2",
+            now + Duration::from_secs(31)
+        ));
     }
 
     #[test]
@@ -314,26 +281,14 @@ mod tests {
         let catalog = Catalog::default();
         catalog.mark_loaded();
         let now = Instant::now();
-        let options = Options::default();
-        catalog.review(&create("a", "127.255.0.2", false), &options, now);
+        assert!(admits(&catalog, "a", "127.255.0.2", now));
         assert_eq!(catalog.reservations(), 1);
         catalog.upsert(&entry("a", "127.255.0.2"));
         assert_eq!(catalog.reservations(), 0);
-        // The stored object still holds the address.
-        assert!(
-            !catalog
-                .review(&create("b", "127.255.0.2", false), &options, now)
-                .verdict
-                .allowed
-        );
-        // Once deleted, the address is free.
+        // The stored object still holds the address; once deleted, it is free.
+        assert!(!admits(&catalog, "b", "127.255.0.2", now));
         catalog.remove(&ObjectKey::new("foo", "a"));
-        assert!(
-            catalog
-                .review(&create("c", "127.255.0.2", false), &options, now)
-                .verdict
-                .allowed
-        );
+        assert!(admits(&catalog, "c", "127.255.0.2", now));
     }
 
     #[test]
@@ -341,16 +296,10 @@ mod tests {
         let catalog = Catalog::default();
         catalog.mark_loaded();
         let now = Instant::now();
-        let options = Options::default();
-        catalog.review(&create("a", "127.255.0.2", false), &options, now);
+        assert!(admits(&catalog, "a", "127.255.0.2", now));
         catalog.replace_all(&[entry("z", "127.255.0.9")]);
         assert_eq!(catalog.reservations(), 1);
-        assert!(
-            !catalog
-                .review(&create("b", "127.255.0.2", false), &options, now)
-                .verdict
-                .allowed
-        );
+        assert!(!admits(&catalog, "b", "127.255.0.2", now));
         catalog.replace_all(&[entry("a", "127.255.0.2")]);
         assert_eq!(catalog.reservations(), 0);
     }

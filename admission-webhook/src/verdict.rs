@@ -133,13 +133,14 @@ fn short_warning(finding: &Finding) -> String {
     cut
 }
 
+/// Objects and requests for the unit tests of this crate.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::review::{GroupVersionKind, GroupVersionResource};
-    use serde_json::json;
+pub(crate) mod fixtures {
+    use crate::review::{AdmissionRequest, GroupVersionKind, GroupVersionResource, Operation};
+    use serde_json::{json, Value};
 
-    fn object(name: &str, address: &str, gateway_port: u16) -> Value {
+    /// A `.global` ServiceEntry `foo/<name>` as the API server passes it.
+    pub(crate) fn object(name: &str, address: &str, gateway_port: u16) -> Value {
         json!({
             "apiVersion": "networking.istio.io/v1",
             "kind": "ServiceEntry",
@@ -155,7 +156,7 @@ mod tests {
         })
     }
 
-    fn request(operation: Operation, object: Option<Value>) -> AdmissionRequest {
+    pub(crate) fn request(operation: Operation, object: Option<Value>) -> AdmissionRequest {
         AdmissionRequest {
             uid: "u".into(),
             kind: GroupVersionKind {
@@ -173,6 +174,14 @@ mod tests {
             dry_run: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{object, request};
+    use super::*;
+    use crate::review::GroupVersionKind;
+    use serde_json::json;
 
     fn index_with(name: &str, address: &str) -> AddressIndex {
         let se = decode(object(name, address, 15443)).unwrap();
