@@ -1,0 +1,185 @@
+//! The host table the handler answers from, loaded from the `--service-entries` paths and
+//! reloaded when a file under them changes. The table is immutable and swapped atomically, so
+//! a query never waits for a reload. A load that fails keeps the last good table.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify::{EventKind, RecursiveMode, Watcher};
+use policy::resolve::HostTable;
+use policy::Options;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+
+/// Events closer together than this are taken as one change (a ConfigMap update is several).
+const SETTLE: Duration = Duration::from_millis(200);
+
+pub struct Catalog {
+    paths: Vec<PathBuf>,
+    options: Options,
+    search_domains: Vec<String>,
+    table: ArcSwap<HostTable>,
+    ready: AtomicBool,
+    generation: AtomicU32,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch {}: {source}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+impl Catalog {
+    /// An empty, unready catalog; call [`Catalog::reload`] to load it.
+    pub fn new(
+        paths: Vec<PathBuf>,
+        options: Options,
+        search_domains: Vec<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let (empty, _) = HostTable::build([], &options, &search_domains);
+        Self {
+            paths,
+            options,
+            search_domains,
+            table: ArcSwap::from_pointee(empty),
+            ready: AtomicBool::new(false),
+            generation: AtomicU32::new(0),
+            metrics,
+        }
+    }
+
+    /// The current table (cheap: an atomic load of an `Arc`).
+    pub fn table(&self) -> arc_swap::Guard<Arc<HostTable>> {
+        self.table.load()
+    }
+
+    /// Whether a load has succeeded since start.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Serial of the table, raised on every successful load (the SOA serial).
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Loads every path and swaps the table in. On an unreadable or unparsable file the last
+    /// good table stays and the error is returned. Entries that do not fit the ServiceEntry
+    /// schema are left out and counted.
+    pub fn reload(&self) -> Result<usize, catalog::LoadError> {
+        let loaded = match catalog::load_paths(&self.paths) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.metrics.catalog_error();
+                return Err(e);
+            }
+        };
+        let mut invalid = 0;
+        let entries: Vec<_> = loaded
+            .iter()
+            .filter_map(|l| match &l.entry {
+                Ok(entry) => Some(entry),
+                Err(e) => {
+                    invalid += 1;
+                    warn!(file = %l.source.display(), error = %e, "ServiceEntry left out");
+                    None
+                }
+            })
+            .collect();
+        let (table, skipped) = HostTable::build(entries, &self.options, &self.search_domains);
+        for s in &skipped {
+            warn!(?s, "left out of the host table");
+        }
+        let hosts = table.len();
+        self.table.store(Arc::new(table));
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.ready.store(true, Ordering::Release);
+        self.metrics.catalog_loaded(hosts, invalid + skipped.len());
+        Ok(hosts)
+    }
+
+    /// Loads and logs the outcome.
+    pub fn reload_logged(&self) {
+        match self.reload() {
+            Ok(hosts) => info!(hosts, "service entries loaded"),
+            Err(e) => {
+                warn!(error = %e, ready = self.is_ready(), "service entries not loaded; keeping the last good table")
+            }
+        }
+    }
+
+    /// Watches the paths and reloads on a change, on a thread of its own. A directory is
+    /// watched whole (Kubernetes swaps its `..data` symlink); a file is watched through its
+    /// directory, so replacing the file is seen too. Dropping the returned watcher stops it.
+    pub fn watch(self: &Arc<Self>) -> Result<notify::RecommendedWatcher, WatchError> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = match event {
+                    // Reads (including the reload's own) are not changes.
+                    Ok(e) => !matches!(
+                        e.kind,
+                        EventKind::Access(notify::event::AccessKind::Open(_))
+                            | EventKind::Access(notify::event::AccessKind::Read)
+                            | EventKind::Access(notify::event::AccessKind::Close(
+                                notify::event::AccessMode::Read
+                            ))
+                    ),
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = tx.send(());
+                }
+            })
+            .map_err(|source| WatchError::Watch {
+                path: PathBuf::new(),
+                source,
+            })?;
+        for path in &self.paths {
+            let (target, mode) = watch_target(path);
+            watcher
+                .watch(&target, mode)
+                .map_err(|source| WatchError::Watch {
+                    path: target.clone(),
+                    source,
+                })?;
+        }
+        let catalog = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("catalog-watch".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // Let a burst of events settle, then load once.
+                    std::thread::sleep(SETTLE);
+                    while rx.try_recv().is_ok() {}
+                    catalog.reload_logged();
+                }
+            })
+            .map_err(|e| WatchError::Watch {
+                path: PathBuf::new(),
+                source: notify::Error::io(e),
+            })?;
+        Ok(watcher)
+    }
+}
+
+fn watch_target(path: &Path) -> (PathBuf, RecursiveMode) {
+    if path.is_dir() {
+        return (path.to_path_buf(), RecursiveMode::Recursive);
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    (parent.to_path_buf(), RecursiveMode::NonRecursive)
+}
