@@ -110,8 +110,13 @@ impl Catalog {
 
     /// Loads and logs the outcome.
     pub fn reload_logged(&self) {
+        let start = std::time::Instant::now();
         match self.reload() {
-            Ok(hosts) => info!(hosts, "service entries loaded"),
+            Ok(hosts) => info!(
+                hosts,
+                elapsed_ms = start.elapsed().as_secs_f64() * 1e3,
+                "service entries loaded"
+            ),
             Err(e) => {
                 warn!(error = %e, ready = self.is_ready(), "service entries not loaded; keeping the last good table")
             }

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# dns-shim against unbound on loopback, in one run, alternating:
+#   1. `.global` answers: dns-shim vs unbound (one thread, local-data for the same name);
+#   2. the forwarded path: a name asked through dns-shim vs asked of the upstream directly;
+#   3. 100,000 ServiceEntries: load time, reload time and RSS.
+# Prints a table to stdout. Bounded: ROUNDS x DURATION seconds per measurement.
+# Usage: benches/dns/run.sh   (env: DURATION=10 ROUNDS=3 CLIENTS=4 ENTRIES=100000)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
+CLIENTS="${CLIENTS:-4}"
+ENTRIES="${ENTRIES:-100000}"
+LATENCY_QPS="${LATENCY_QPS:-2000}"
+SHIM_PORT=25390 UNBOUND_PORT=25391 ADMIN_PORT=25392 BIG_PORT=25393 BIG_ADMIN=25394
+
+for tool in dnsperf unbound dig; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (make setup-dns)" >&2; exit 1; }
+done
+
+cargo build --quiet --release -p dns-shim --manifest-path "$ROOT/Cargo.toml"
+SHIM="$ROOT/target/release/dns-shim"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cat >"$WORK/unbound.conf" <<CONF
+server:
+  interface: 127.0.0.1@$UNBOUND_PORT
+  port: $UNBOUND_PORT
+  do-ip6: no
+  do-daemonize: no
+  chroot: ""
+  username: ""
+  directory: "$WORK"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  num-threads: 1
+  so-rcvbuf: 4m
+  so-sndbuf: 4m
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  local-zone: "bar.global." static
+  local-data: "httpbin.bar.global. 30 IN A 127.255.0.2"
+  local-zone: "up.test." static
+  local-data: "www.up.test. 300 IN A 192.0.2.10"
+remote-control:
+  control-enable: no
+CONF
+unbound -d -c "$WORK/unbound.conf" 2>/dev/null &
+PIDS+=($!)
+
+"$SHIM" --service-entries "$ROOT/tests/data/seed/serviceentry-direct.yaml" \
+  --listen "127.0.0.1:$SHIM_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+  --upstream "127.0.0.1:$UNBOUND_PORT" --search-domain svc.cluster.local >"$WORK/shim.out" 2>"$WORK/shim.err" &
+SHIM_PID=$!
+PIDS+=($SHIM_PID)
+
+for _ in $(seq 100); do
+  if dig +short +tries=1 +time=1 @127.0.0.1 -p "$SHIM_PORT" httpbin.bar.global | grep -q 127.255.0.2 &&
+     dig +short +tries=1 +time=1 @127.0.0.1 -p "$UNBOUND_PORT" www.up.test | grep -q 192.0.2.10; then
+    break
+  fi
+  sleep 0.1
+done
+
+echo "httpbin.bar.global A" >"$WORK/global.txt"
+echo "www.up.test A" >"$WORK/forward.txt"
+
+# dnsperf PORT FILE [extra args]: prints "qps sent lost avg_latency_us"
+perf() {
+  local port=$1 file=$2; shift 2
+  dnsperf -s 127.0.0.1 -p "$port" -d "$file" -c "$CLIENTS" -l "$DURATION" -q 200 -t 2 "$@" 2>&1 |
+    awk '/Queries sent:/ {sent=$3} /Queries lost:/ {lost=$3} /Queries per second:/ {qps=$4}
+         /Average Latency/ {lat=$4*1e6} END {printf "%.0f %d %d %.0f\n", qps, sent, lost, lat}'
+}
+
+# median latency in microseconds at a fixed, moderate rate (dnsperf -v lists every answer)
+median() {
+  local port=$1 file=$2
+  dnsperf -s 127.0.0.1 -p "$port" -d "$file" -c 1 -l 5 -Q "$LATENCY_QPS" -t 2 -v 2>/dev/null |
+    awk '$1 == ">" {print $NF * 1e6}' | sort -n | awk '{v[NR]=$1} END {if (NR) printf "%.0f %d\n", v[int((NR+1)/2)], NR; else print "NA 0"}'
+}
+
+echo "# dns-shim benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r)"
+echo "# dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}'), -c $CLIENTS -q 200 -l $DURATION, $ROUNDS rounds alternating"
+echo
+echo "round  target                      qps     sent      lost   avg_us"
+for round in $(seq "$ROUNDS"); do
+  read -r q s l a < <(perf "$UNBOUND_PORT" "$WORK/global.txt"); printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "unbound .global" "$q" "$s" "$l" "$a"
+  read -r q s l a < <(perf "$SHIM_PORT" "$WORK/global.txt");    printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "dns-shim .global" "$q" "$s" "$l" "$a"
+  read -r q s l a < <(perf "$UNBOUND_PORT" "$WORK/forward.txt"); printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "unbound direct" "$q" "$s" "$l" "$a"
+  read -r q s l a < <(perf "$SHIM_PORT" "$WORK/forward.txt");    printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "dns-shim forwarded" "$q" "$s" "$l" "$a"
+done
+echo
+echo "round  path                        median_us  answers   (one client, ${LATENCY_QPS} qps, 5 s)"
+for round in $(seq "$ROUNDS"); do
+  read -r m n < <(median "$UNBOUND_PORT" "$WORK/forward.txt"); printf "%-6s %-27s %9s %8s\n" "$round" "upstream direct" "$m" "$n"
+  read -r m n < <(median "$SHIM_PORT" "$WORK/forward.txt");    printf "%-6s %-27s %9s %8s\n" "$round" "through dns-shim" "$m" "$n"
+done
+
+# 100k ServiceEntries in one file
+python3 - "$WORK/big.yaml" "$ENTRIES" <<'PY'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, "w") as f:
+    for i in range(n):
+        f.write(f"""---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: svc{i}
+  namespace: ns{i % 100}
+spec:
+  hosts:
+  - svc{i}.ns{i % 100}.global
+  location: MESH_INTERNAL
+  ports:
+  - name: http1
+    number: 8000
+    protocol: http
+  resolution: DNS
+  addresses:
+  - 240.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}
+  endpoints:
+  - address: 198.18.2.1
+    ports:
+      http1: 15443
+""")
+PY
+mkdir -p "$WORK/big"
+mv "$WORK/big.yaml" "$WORK/big/entries.yaml"
+echo
+echo "# $ENTRIES ServiceEntries, $(du -m "$WORK/big/entries.yaml" | cut -f1) MB of YAML"
+"$SHIM" --service-entries "$WORK/big" --listen "127.0.0.1:$BIG_PORT" --admin "127.0.0.1:$BIG_ADMIN" \
+  --upstream "127.0.0.1:$UNBOUND_PORT" --search-domain svc.cluster.local >/dev/null 2>"$WORK/big.err" &
+BIG_PID=$!
+PIDS+=($BIG_PID)
+for _ in $(seq 600); do
+  grep -q "service entries loaded" "$WORK/big.err" && break
+  sleep 0.1
+done
+load_ms=$(grep -m1 "service entries loaded" "$WORK/big.err" | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/')
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$BIG_PID/status")
+hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$BIG_PID/status")
+answer=$(dig +short +tries=1 +time=2 @127.0.0.1 -p "$BIG_PORT" "svc$((ENTRIES - 1)).ns$(((ENTRIES - 1) % 100)).global")
+touch "$WORK/big/entries.yaml"
+for _ in $(seq 600); do
+  [ "$(grep -c "service entries loaded" "$WORK/big.err")" -ge 2 ] && break
+  sleep 0.1
+done
+reload_ms=$(grep "service entries loaded" "$WORK/big.err" | sed -n 2p | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/')
+rss2_kb=$(awk '/VmRSS/ {print $2}' "/proc/$BIG_PID/status")
+hwm2_kb=$(awk '/VmHWM/ {print $2}' "/proc/$BIG_PID/status")
+echo "load_ms=$load_ms reload_ms=$reload_ms"
+echo "rss_after_load_mb=$((rss_kb / 1024)) peak_rss_after_load_mb=$((hwm_kb / 1024))"
+echo "rss_after_reload_mb=$((rss2_kb / 1024)) peak_rss_after_reload_mb=$((hwm2_kb / 1024))"
+echo "last entry answers: $answer"
