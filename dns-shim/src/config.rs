@@ -17,6 +17,27 @@ pub const DEFAULT_TCP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sockets per upstream that queries are spread over.
 pub const UPSTREAM_SOCKETS: usize = 2;
 
+/// Which receive loop serves UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpLoop {
+    /// dns-shim's own loop: local answers inline, replies sent directly (see `udp.rs`).
+    #[default]
+    Direct,
+    /// hickory-server's `register_socket` loop.
+    Hickory,
+}
+
+impl std::str::FromStr for UdpLoop {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "direct" => Ok(Self::Direct),
+            "hickory" => Ok(Self::Hickory),
+            other => Err(ConfigError::UdpLoop(other.to_string())),
+        }
+    }
+}
+
 /// Settings as given, before defaults from resolv.conf are applied.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -31,6 +52,7 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// UDP sockets on the listen address; `None` means one per core.
     pub udp_sockets: Option<usize>,
+    pub udp_loop: UdpLoop,
 }
 
 /// Checked settings that the server runs with.
@@ -46,6 +68,7 @@ pub struct Config {
     pub upstream_timeout: Duration,
     pub tcp_timeout: Duration,
     pub udp_sockets: usize,
+    pub udp_loop: UdpLoop,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +93,8 @@ pub enum ConfigError {
     Options(#[from] OptionsError),
     #[error("--udp-sockets 0: at least one socket is needed")]
     NoUdpSockets,
+    #[error("UDP loop {0:?} is neither \"direct\" nor \"hickory\"")]
+    UdpLoop(String),
     #[error("--upstream-timeout must be more than 0")]
     ZeroTimeout,
 }
@@ -184,6 +209,7 @@ impl Config {
             upstream_timeout: settings.upstream_timeout,
             tcp_timeout: DEFAULT_TCP_TIMEOUT,
             udp_sockets,
+            udp_loop: settings.udp_loop,
         })
     }
 }
@@ -218,6 +244,7 @@ mod tests {
             admin: None,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             udp_sockets: Some(1),
+            udp_loop: UdpLoop::Direct,
         }
     }
 

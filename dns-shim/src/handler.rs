@@ -171,6 +171,28 @@ impl Handler {
         response.send_response(out).await.map_err(|e| e.to_string())
     }
 
+    /// Whether answering `request` means asking an upstream; every other request is answered
+    /// without waiting on anything but the reply's own send.
+    pub fn forwards(&self, request: &Request) -> bool {
+        if request.metadata.op_code != OpCode::Query {
+            return false;
+        }
+        let [query] = request.queries.queries() else {
+            return false;
+        };
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let Some(text) = ascii_name(query.original().name(), &mut buf) else {
+            return true;
+        };
+        let table = self.catalog.table();
+        if !table.is_ours(text) {
+            return true;
+        }
+        self.catalog.is_ready()
+            && query.query_class() == DNSClass::IN
+            && matches!(table.resolve(text), Resolution::Outside)
+    }
+
     async fn respond<R: ResponseHandler>(
         &self,
         request: &Request,
@@ -284,6 +306,21 @@ impl RequestHandler for Handler {
                 })
             }
         }
+    }
+}
+
+/// A handler shared between hickory's server (TCP) and the UDP loops.
+#[derive(Clone)]
+pub struct Shared(pub Arc<Handler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Shared {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response: R,
+    ) -> ResponseInfo {
+        self.0.handle_request::<R, T>(request, response).await
     }
 }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod forward;
 pub mod handler;
 pub mod metrics;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,9 +24,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::catalog::Catalog;
-use crate::config::{Config, UPSTREAM_SOCKETS};
+use crate::config::{Config, UdpLoop, UPSTREAM_SOCKETS};
 use crate::forward::Forwarder;
-use crate::handler::Handler;
+use crate::handler::{Handler, Shared};
 use crate::metrics::Metrics;
 
 /// Buffered responses per TCP connection before the connection is read from again.
@@ -52,7 +53,7 @@ pub enum ServeError {
 
 /// A bound, loaded shim, ready to serve.
 pub struct Shim {
-    server: Server<Handler>,
+    server: Server<Shared>,
     catalog: Arc<Catalog>,
     _watcher: notify::RecommendedWatcher,
     dns_addr: SocketAddr,
@@ -82,15 +83,15 @@ impl Shim {
             )
             .await?,
         );
-        let handler = Handler::new(
+        let handler = Arc::new(Handler::new(
             Arc::clone(&catalog),
             forwarder,
             Arc::clone(&metrics),
             config.ttl,
             &config.options.domain_suffix,
-        )?;
+        )?);
 
-        let mut server = Server::new(handler);
+        let mut server = Server::new(Shared(Arc::clone(&handler)));
         let mut addr = config.listen;
         for _ in 0..config.udp_sockets {
             let socket = udp_socket(addr)?;
@@ -99,7 +100,12 @@ impl Shim {
                 proto: "udp",
                 source,
             })?;
-            server.register_socket(socket);
+            match config.udp_loop {
+                UdpLoop::Direct => {
+                    tokio::spawn(udp::serve(socket, Arc::clone(&handler)));
+                }
+                UdpLoop::Hickory => server.register_socket(socket),
+            }
         }
         let tcp = TcpListener::bind(addr)
             .await

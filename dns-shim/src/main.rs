@@ -46,6 +46,9 @@ struct Args {
     /// UDP sockets on the listen address (SO_REUSEPORT). Default: one per core.
     #[arg(long)]
     udp_sockets: Option<usize>,
+    /// UDP receive loop: `direct` (dns-shim's) or `hickory` (hickory-server's register_socket).
+    #[arg(long, default_value = "direct")]
+    udp_loop: config::UdpLoop,
     /// Worker threads. Default: one per core.
     #[arg(long)]
     threads: Option<usize>,
@@ -79,6 +82,7 @@ fn run() -> anyhow::Result<()> {
         admin: Some(args.admin),
         upstream_timeout: Duration::from_millis(args.upstream_timeout_ms),
         udp_sockets: args.udp_sockets,
+        udp_loop: args.udp_loop,
     })
     .context("invalid settings")?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

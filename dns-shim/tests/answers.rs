@@ -243,3 +243,29 @@ fn readiness_and_metrics_are_served() {
     );
     assert_eq!(shim.http("/nope").0, 404);
 }
+
+#[test]
+fn hickory_udp_loop_gives_the_same_answers() {
+    let upstream = Unbound::start();
+    let direct = seed("serviceentry-direct.yaml");
+    let up = upstream.addr.to_string();
+    let shim = Shim::start(&[
+        "--service-entries",
+        direct.to_str().unwrap(),
+        "--upstream",
+        &up,
+        "--udp-loop",
+        "hickory",
+    ]);
+    assert_eq!(
+        shim.dig(&["httpbin.bar.global", "A"]).data("A"),
+        vec!["127.255.0.2"]
+    );
+    assert_eq!(shim.dig(&["nope.bar.global", "A"]).status, "NXDOMAIN");
+    assert_eq!(
+        shim.dig(&["www.up.test", "A"]).data("A"),
+        vec!["192.0.2.10"]
+    );
+    let udp = shim.dig(&["big.up.test", "TXT", "+noedns", "+ignore"]);
+    assert!(udp.has_flag("tc"), "{}", udp.text);
+}
