@@ -15,7 +15,7 @@ use policy::resolve::{Host, Resolution, MAX_NAME_LEN};
 use tracing::{debug, warn};
 
 use crate::catalog::Catalog;
-use crate::forward::Forwarder;
+use crate::forward::{Exhausted, Forwarder};
 use crate::metrics::{Metrics, Outcome};
 
 /// The UDP payload size advertised in local answers (the DNS flag day 2020 value).
@@ -57,6 +57,24 @@ impl Handler {
             metrics,
             ttl,
         })
+    }
+
+    /// The same handler with another forwarder: each UDP thread forwards over sockets of its
+    /// own runtime, so an upstream's answer wakes the task that waits for it on the same thread.
+    pub fn with_forwarder(&self, forwarder: Arc<Forwarder>) -> Self {
+        Self {
+            catalog: Arc::clone(&self.catalog),
+            forwarder,
+            metrics: Arc::clone(&self.metrics),
+            ttl: self.ttl,
+            zone: self.zone.clone(),
+            soa_mname: self.soa_mname.clone(),
+            soa_rname: self.soa_rname.clone(),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     fn soa(&self) -> Record {
@@ -193,6 +211,29 @@ impl Handler {
             && matches!(table.resolve(text), Resolution::Outside)
     }
 
+    /// For a request that [`Handler::forwards`]: the upstream's answer as it came, with the
+    /// client's ID, for a transport that can send it unchanged (UDP: the upstream answered the
+    /// client's own query, EDNS buffer size included, so the answer fits). Counted as
+    /// forwarded; on `Err` the caller answers with [`Handler::fail`].
+    pub async fn forward_raw(&self, request: &Request) -> Result<Vec<u8>, Exhausted> {
+        let answer = self
+            .forwarder
+            .forward(request.as_slice(), request.queries.as_bytes(), false)
+            .await;
+        if answer.is_ok() {
+            self.metrics.request(qtype_of(request), Outcome::Forwarded);
+        }
+        answer
+    }
+
+    /// SERVFAIL for a request that no upstream answered; counted.
+    pub async fn fail<R: ResponseHandler>(&self, request: &Request, response: R) {
+        self.metrics.request(qtype_of(request), Outcome::ServFail);
+        if let Err(error) = self.error(request, response, ResponseCode::ServFail).await {
+            warn!(%error, "response not sent");
+        }
+    }
+
     async fn respond<R: ResponseHandler>(
         &self,
         request: &Request,
@@ -307,6 +348,14 @@ impl RequestHandler for Handler {
             }
         }
     }
+}
+
+fn qtype_of(request: &Request) -> RecordType {
+    request
+        .queries
+        .queries()
+        .first()
+        .map_or(RecordType::Unknown(0), |q| q.query_type())
 }
 
 /// A handler shared between hickory's server (TCP) and the UDP loops.

@@ -93,18 +93,27 @@ impl Shim {
 
         let mut server = Server::new(Shared(Arc::clone(&handler)));
         let mut addr = config.listen;
-        for _ in 0..config.udp_sockets {
+        for i in 0..config.udp_sockets {
             let socket = udp_socket(addr)?;
-            addr = socket.local_addr().map_err(|source| ServeError::Listen {
-                addr,
+            let at = addr;
+            let err = move |source| ServeError::Listen {
+                addr: at,
                 proto: "udp",
                 source,
-            })?;
+            };
+            addr = socket.local_addr().map_err(err)?;
             match config.udp_loop {
-                UdpLoop::Direct => {
-                    tokio::spawn(udp::serve(socket, Arc::clone(&handler)));
+                UdpLoop::Direct => udp::spawn(
+                    i,
+                    socket,
+                    Arc::clone(&handler),
+                    config.upstreams.clone(),
+                    config.upstream_timeout,
+                )
+                .map_err(err)?,
+                UdpLoop::Hickory => {
+                    server.register_socket(UdpSocket::from_std(socket).map_err(err)?)
                 }
-                UdpLoop::Hickory => server.register_socket(socket),
             }
         }
         let tcp = TcpListener::bind(addr)
@@ -188,7 +197,7 @@ async fn shutdown_signal() {
 
 /// A non-blocking UDP socket with SO_REUSEPORT, so that several sockets share the port and
 /// the kernel spreads queries over their receive loops.
-fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, ServeError> {
+fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, ServeError> {
     let err = |source| ServeError::Listen {
         addr,
         proto: "udp",
@@ -201,5 +210,5 @@ fn udp_socket(addr: SocketAddr) -> Result<UdpSocket, ServeError> {
     // Bursts of queries wait in the kernel rather than being dropped.
     let _ = socket.set_recv_buffer_size(4 << 20);
     socket.bind(&addr.into()).map_err(err)?;
-    UdpSocket::from_std(socket.into()).map_err(err)
+    Ok(socket.into())
 }

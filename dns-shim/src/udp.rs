@@ -1,7 +1,9 @@
-//! The UDP receive loops: one per SO_REUSEPORT socket. A request answered from the table is
+//! The UDP receive loops: one per SO_REUSEPORT socket, each on a thread of its own with a
+//! single-threaded runtime (thread per socket, no work stealing between them). A request answered from the table is
 //! handled inline and its reply sent straight from the loop, with no task spawned and no
 //! channel crossed; a request that goes upstream gets a task of its own so that the loop keeps
-//! reading. The request and response types are hickory-server's, and so is the handler trait.
+//! reading, and the upstream's answer is sent on byte for byte (with the client's ID). The
+//! request and response types are hickory-server's, and so is the handler trait.
 //!
 //! hickory's own `Server::register_socket` loop is kept as an option (`--udp-loop hickory`);
 //! it spawns a task per datagram and passes every reply through a channel to the socket's
@@ -22,6 +24,7 @@ use hickory_server::zone_handler::MessageResponse;
 use tokio::net::UdpSocket;
 use tracing::debug;
 
+use crate::forward::Forwarder;
 use crate::handler::Handler;
 
 const HEADER_LEN: usize = 12;
@@ -65,6 +68,40 @@ impl ResponseHandler for Reply {
     }
 }
 
+/// Serves `socket` on a new thread named `udp-{index}` with its own single-threaded runtime.
+/// Serves `socket` on a new thread named `udp-{index}` with its own single-threaded runtime
+/// and its own upstream socket per upstream.
+pub fn spawn(
+    index: usize,
+    socket: std::net::UdpSocket,
+    handler: Arc<Handler>,
+    upstreams: Vec<SocketAddr>,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("udp-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let metrics = Arc::clone(handler.metrics());
+                let handler = match Forwarder::new(&upstreams, 1, timeout, metrics).await {
+                    Ok(forwarder) => Arc::new(handler.with_forwarder(Arc::new(forwarder))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "udp thread forwards through the shared sockets");
+                        handler
+                    }
+                };
+                match UdpSocket::from_std(socket) {
+                    Ok(socket) => serve(socket, handler).await,
+                    Err(e) => tracing::error!(error = %e, "udp socket not served"),
+                }
+            })
+        })?;
+    Ok(())
+}
+
 pub async fn serve(socket: UdpSocket, handler: Arc<Handler>) {
     let socket = Arc::new(socket);
     let mut buf = vec![0u8; MAX_QUERY];
@@ -102,9 +139,14 @@ pub async fn serve(socket: UdpSocket, handler: Arc<Handler>) {
         if handler.forwards(&request) {
             let handler = Arc::clone(&handler);
             tokio::spawn(async move {
-                handler
-                    .handle_request::<_, TokioTime>(&request, reply)
-                    .await;
+                match handler.forward_raw(&request).await {
+                    Ok(answer) => {
+                        if let Err(e) = reply.socket.send_to(&answer, reply.dst).await {
+                            debug!(error = %e, "udp send");
+                        }
+                    }
+                    Err(_) => handler.fail(&request, reply).await,
+                }
             });
         } else {
             handler
