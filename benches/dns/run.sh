@@ -4,7 +4,9 @@
 #   2. the forwarded path: a name asked through dns-shim vs asked of the upstream directly;
 #   3. 100,000 ServiceEntries: load time, reload time and RSS.
 # Prints a table to stdout. Bounded: ROUNDS x DURATION seconds per measurement.
-# Usage: benches/dns/run.sh   (env: DURATION=10 ROUNDS=3 CLIENTS=4 ENTRIES=100000)
+#   4. with CALLGRIND=1: instructions per query (valgrind --tool=callgrind), which unlike
+#      times do not depend on what else the machine is doing.
+# Usage: benches/dns/run.sh   (env: DURATION=10 ROUNDS=3 CLIENTS=4 ENTRIES=100000 FILES=100 CALLGRIND=0)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -12,8 +14,11 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-4}"
 ENTRIES="${ENTRIES:-100000}"
+FILES="${FILES:-100}"
 LATENCY_QPS="${LATENCY_QPS:-2000}"
+CALLGRIND="${CALLGRIND:-0}"
 SHIM_PORT=25390 UNBOUND_PORT=25391 ADMIN_PORT=25392 BIG_PORT=25393 BIG_ADMIN=25394
+HICKORY_PORT=25395 HICKORY_ADMIN=25396 CG_PORT=25397 CG_ADMIN=25398
 
 for tool in dnsperf unbound dig; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (make setup-dns)" >&2; exit 1; }
@@ -63,9 +68,15 @@ PIDS+=($!)
   --upstream "127.0.0.1:$UNBOUND_PORT" --search-domain svc.cluster.local >"$WORK/shim.out" 2>"$WORK/shim.err" &
 SHIM_PID=$!
 PIDS+=($SHIM_PID)
+# The same with hickory-server's own UDP loop (Server::register_socket), for comparison.
+"$SHIM" --service-entries "$ROOT/tests/data/seed/serviceentry-direct.yaml" \
+  --listen "127.0.0.1:$HICKORY_PORT" --admin "127.0.0.1:$HICKORY_ADMIN" --udp-loop hickory \
+  --upstream "127.0.0.1:$UNBOUND_PORT" --search-domain svc.cluster.local >/dev/null 2>&1 &
+PIDS+=($!)
 
 for _ in $(seq 100); do
   if dig +short +tries=1 +time=1 @127.0.0.1 -p "$SHIM_PORT" httpbin.bar.global | grep -q 127.255.0.2 &&
+     dig +short +tries=1 +time=1 @127.0.0.1 -p "$HICKORY_PORT" httpbin.bar.global | grep -q 127.255.0.2 &&
      dig +short +tries=1 +time=1 @127.0.0.1 -p "$UNBOUND_PORT" www.up.test | grep -q 192.0.2.10; then
     break
   fi
@@ -97,6 +108,7 @@ echo "round  target                      qps     sent      lost   avg_us"
 for round in $(seq "$ROUNDS"); do
   read -r q s l a < <(perf "$UNBOUND_PORT" "$WORK/global.txt"); printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "unbound .global" "$q" "$s" "$l" "$a"
   read -r q s l a < <(perf "$SHIM_PORT" "$WORK/global.txt");    printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "dns-shim .global" "$q" "$s" "$l" "$a"
+  read -r q s l a < <(perf "$HICKORY_PORT" "$WORK/global.txt");  printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "(hickory loop) .global" "$q" "$s" "$l" "$a"
   read -r q s l a < <(perf "$UNBOUND_PORT" "$WORK/forward.txt"); printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "unbound direct" "$q" "$s" "$l" "$a"
   read -r q s l a < <(perf "$SHIM_PORT" "$WORK/forward.txt");    printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "dns-shim forwarded" "$q" "$s" "$l" "$a"
 done
@@ -105,15 +117,21 @@ echo "round  path                        median_us  answers   (one client, ${LAT
 for round in $(seq "$ROUNDS"); do
   read -r m n < <(median "$UNBOUND_PORT" "$WORK/forward.txt"); printf "%-6s %-27s %9s %8s\n" "$round" "upstream direct" "$m" "$n"
   read -r m n < <(median "$SHIM_PORT" "$WORK/forward.txt");    printf "%-6s %-27s %9s %8s\n" "$round" "through dns-shim" "$m" "$n"
+  read -r m n < <(median "$UNBOUND_PORT" "$WORK/global.txt");  printf "%-6s %-27s %9s %8s\n" "$round" "unbound .global" "$m" "$n"
+  read -r m n < <(median "$SHIM_PORT" "$WORK/global.txt");     printf "%-6s %-27s %9s %8s\n" "$round" "dns-shim .global" "$m" "$n"
 done
 
-# 100k ServiceEntries in one file
-python3 - "$WORK/big.yaml" "$ENTRIES" <<'PY'
-import sys
-path, n = sys.argv[1], int(sys.argv[2])
-with open(path, "w") as f:
-    for i in range(n):
-        f.write(f"""---
+# 100k ServiceEntries in FILES files (a ConfigMap holds at most 1 MiB, so a large catalog is
+# many files; FILES=1 puts them all in one)
+python3 - "$WORK/big" "$ENTRIES" "$FILES" <<'PY'
+import os, sys
+path, n, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(path, exist_ok=True)
+per = -(-n // files)
+for k in range(files):
+    with open(os.path.join(path, f"entries-{k:04}.yaml"), "w") as f:
+        for i in range(k * per, min(n, (k + 1) * per)):
+            f.write(f"""---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata:
@@ -136,10 +154,8 @@ spec:
       http1: 15443
 """)
 PY
-mkdir -p "$WORK/big"
-mv "$WORK/big.yaml" "$WORK/big/entries.yaml"
 echo
-echo "# $ENTRIES ServiceEntries, $(du -m "$WORK/big/entries.yaml" | cut -f1) MB of YAML"
+echo "# $ENTRIES ServiceEntries in $FILES files, $(du -sm "$WORK/big" | cut -f1) MB of YAML"
 "$SHIM" --service-entries "$WORK/big" --listen "127.0.0.1:$BIG_PORT" --admin "127.0.0.1:$BIG_ADMIN" \
   --upstream "127.0.0.1:$UNBOUND_PORT" --search-domain svc.cluster.local >/dev/null 2>"$WORK/big.err" &
 BIG_PID=$!
@@ -149,10 +165,11 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 load_ms=$(grep -m1 "service entries loaded" "$WORK/big.err" | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/')
+read_ms=$(grep -m1 "service entries loaded" "$WORK/big.err" | sed -E 's/.*read_ms=([0-9.]+).*/\1/')
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$BIG_PID/status")
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$BIG_PID/status")
 answer=$(dig +short +tries=1 +time=2 @127.0.0.1 -p "$BIG_PORT" "svc$((ENTRIES - 1)).ns$(((ENTRIES - 1) % 100)).global")
-touch "$WORK/big/entries.yaml"
+touch "$WORK/big/entries-0000.yaml"
 for _ in $(seq 600); do
   [ "$(grep -c "service entries loaded" "$WORK/big.err")" -ge 2 ] && break
   sleep 0.1
@@ -160,7 +177,37 @@ done
 reload_ms=$(grep "service entries loaded" "$WORK/big.err" | sed -n 2p | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/')
 rss2_kb=$(awk '/VmRSS/ {print $2}' "/proc/$BIG_PID/status")
 hwm2_kb=$(awk '/VmHWM/ {print $2}' "/proc/$BIG_PID/status")
-echo "load_ms=$load_ms reload_ms=$reload_ms"
+echo "load_ms=$load_ms (of which reading and parsing: $read_ms) reload_ms=$reload_ms"
 echo "rss_after_load_mb=$((rss_kb / 1024)) peak_rss_after_load_mb=$((hwm_kb / 1024))"
 echo "rss_after_reload_mb=$((rss2_kb / 1024)) peak_rss_after_reload_mb=$((hwm2_kb / 1024))"
 echo "last entry answers: $answer"
+
+if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
+  echo
+  echo "# instructions per query under callgrind (difference of a 6,000- and a 2,000-query run)"
+  # callgrind_run NAME FILE N COMMAND...: total instructions of COMMAND while it answers N queries
+  callgrind_run() {
+    local name=$1 file=$2 n=$3; shift 3
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$name.$n" "$@" >/dev/null 2>&1 &
+    local pid=$!
+    for _ in $(seq 100); do
+      dig +short +tries=1 +time=1 @127.0.0.1 -p "$CG_PORT" httpbin.bar.global >/dev/null 2>&1 && break
+      sleep 0.3
+    done
+    dnsperf -s 127.0.0.1 -p "$CG_PORT" -d "$file" -c 1 -q 20 -n "$n" -t 5 >/dev/null 2>&1
+    kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+    awk '/^(summary|totals):/ {print $2; exit}' "$WORK/cg.$name.$n"
+  }
+  sed -e "s/$UNBOUND_PORT/$CG_PORT/g" "$WORK/unbound.conf" >"$WORK/unbound-cg.conf"
+  shim_cg=("$SHIM" --service-entries "$ROOT/tests/data/seed/serviceentry-direct.yaml" --listen "127.0.0.1:$CG_PORT"
+           --admin "127.0.0.1:$CG_ADMIN" --upstream "127.0.0.1:$UNBOUND_PORT" --threads 1 --udp-sockets 1)
+  for variant in "unbound-local global.txt unbound -d -c $WORK/unbound-cg.conf" \
+                 "dns-shim-local global.txt ${shim_cg[*]}" \
+                 "dns-shim-hickory-loop-local global.txt ${shim_cg[*]} --udp-loop hickory" \
+                 "dns-shim-forwarded forward.txt ${shim_cg[*]}"; do
+    read -r name file cmd <<<"$variant"
+    small=$(callgrind_run "$name" "$WORK/$file" 2000 $cmd)
+    large=$(callgrind_run "$name" "$WORK/$file" 6000 $cmd)
+    echo "$name: $(( (large - small) / 4000 )) instructions/query"
+  done
+fi
