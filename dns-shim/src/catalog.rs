@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use notify::{EventKind, RecursiveMode, Watcher};
-use policy::resolve::HostTable;
+use policy::resolve::{HostEntry, HostTable};
 use policy::Options;
 use tracing::{info, warn};
 
@@ -78,27 +78,17 @@ impl Catalog {
     /// schema are left out and counted. Files are read and parsed on several threads.
     pub fn reload(&self) -> Result<LoadStats, catalog::LoadError> {
         let started = Instant::now();
-        let loaded = match load_parallel(&self.paths) {
-            Ok(loaded) => loaded,
+        let read = match load_parallel(&self.paths) {
+            Ok(read) => read,
             Err(e) => {
                 self.metrics.catalog_error();
                 return Err(e);
             }
         };
-        let read = started.elapsed();
-        let mut invalid = 0;
-        let entries: Vec<_> = loaded
-            .iter()
-            .filter_map(|l| match &l.entry {
-                Ok(entry) => Some(entry),
-                Err(e) => {
-                    invalid += 1;
-                    warn!(file = %l.source.display(), error = %e, "ServiceEntry left out");
-                    None
-                }
-            })
-            .collect();
-        let (table, skipped) = HostTable::build(entries, &self.options, &self.search_domains);
+        let read_time = started.elapsed();
+        let entries = read.entries.len();
+        let (table, skipped) =
+            HostTable::build_from(read.entries, &self.options, &self.search_domains);
         for s in &skipped {
             warn!(?s, "left out of the host table");
         }
@@ -106,11 +96,12 @@ impl Catalog {
         self.table.store(Arc::new(table));
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.ready.store(true, Ordering::Release);
-        self.metrics.catalog_loaded(hosts, invalid + skipped.len());
+        self.metrics
+            .catalog_loaded(hosts, read.invalid + skipped.len());
         Ok(LoadStats {
             hosts,
-            entries: loaded.len(),
-            read,
+            entries,
+            read: read_time,
             total: started.elapsed(),
         })
     }
@@ -197,9 +188,18 @@ pub struct LoadStats {
     pub total: Duration,
 }
 
-/// [`catalog::load_paths`] with the files spread over one thread per core, in contiguous runs
-/// so that the result keeps the files' order; the first failing file (in that order) wins.
-fn load_parallel(paths: &[PathBuf]) -> Result<Vec<catalog::Loaded>, catalog::LoadError> {
+/// The parts of the entries that the table needs, and how many entries did not decode.
+#[derive(Default)]
+struct Read {
+    entries: Vec<HostEntry>,
+    invalid: usize,
+}
+
+/// Reads the files of `paths` on one thread per core, in contiguous runs so that the result
+/// keeps the files' order; the first failing file (in that order) wins. Each whole
+/// ServiceEntry is dropped as soon as its hosts and addresses are taken, which keeps the peak
+/// memory of a large catalog close to that of the table.
+fn load_parallel(paths: &[PathBuf]) -> Result<Read, catalog::LoadError> {
     let mut files = Vec::new();
     for path in paths {
         files.extend(catalog::files(path)?);
@@ -208,18 +208,22 @@ fn load_parallel(paths: &[PathBuf]) -> Result<Vec<catalog::Loaded>, catalog::Loa
         .map_or(1, |n| n.get())
         .min(files.len());
     if workers <= 1 {
-        return catalog::load_paths(&files);
+        return read_files(&files);
     }
     let chunk = files.len().div_ceil(workers);
     std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
-            .map(|run| scope.spawn(move || catalog::load_paths(run)))
+            .map(|run| scope.spawn(move || read_files(run)))
             .collect();
-        let mut out = Vec::new();
+        let mut out = Read::default();
         for handle in handles {
             match handle.join() {
-                Ok(loaded) => out.extend(loaded?),
+                Ok(read) => {
+                    let read = read?;
+                    out.entries.extend(read.entries);
+                    out.invalid += read.invalid;
+                }
                 // A parser panic is a bug; keep the last good table rather than die.
                 Err(_) => {
                     return Err(catalog::LoadError::Io {
@@ -231,6 +235,22 @@ fn load_parallel(paths: &[PathBuf]) -> Result<Vec<catalog::Loaded>, catalog::Loa
         }
         Ok(out)
     })
+}
+
+fn read_files(files: &[PathBuf]) -> Result<Read, catalog::LoadError> {
+    let mut out = Read::default();
+    for file in files {
+        for loaded in catalog::load_path(file)? {
+            match loaded.entry {
+                Ok(entry) => out.entries.push(HostEntry::from(entry)),
+                Err(e) => {
+                    out.invalid += 1;
+                    warn!(file = %loaded.source.display(), error = %e, "ServiceEntry left out");
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn watch_target(path: &Path) -> (PathBuf, RecursiveMode) {

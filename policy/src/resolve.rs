@@ -51,6 +51,34 @@ impl Host {
     }
 }
 
+/// What the table reads of one ServiceEntry: its key, `spec.hosts` and `spec.addresses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub owner: ObjectKey,
+    pub hosts: Vec<String>,
+    pub addresses: Vec<String>,
+}
+
+impl From<&ServiceEntry> for HostEntry {
+    fn from(entry: &ServiceEntry) -> Self {
+        Self {
+            owner: entry.key(),
+            hosts: entry.spec.hosts.clone(),
+            addresses: entry.spec.addresses.clone(),
+        }
+    }
+}
+
+impl From<ServiceEntry> for HostEntry {
+    fn from(entry: ServiceEntry) -> Self {
+        Self {
+            owner: entry.key(),
+            hosts: entry.spec.hosts,
+            addresses: entry.spec.addresses,
+        }
+    }
+}
+
 /// The answer of the table for one name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution<'t, 'n> {
@@ -92,6 +120,20 @@ impl HostTable {
         options: &Options,
         search_domains: &[String],
     ) -> (Self, Vec<Skipped>) {
+        Self::build_from(
+            entries.into_iter().map(HostEntry::from),
+            options,
+            search_domains,
+        )
+    }
+
+    /// [`HostTable::build`] from the parts of each entry that the table needs, so that a large
+    /// catalog can drop each whole ServiceEntry as soon as it is read.
+    pub fn build_from(
+        entries: impl IntoIterator<Item = HostEntry>,
+        options: &Options,
+        search_domains: &[String],
+    ) -> (Self, Vec<Skipped>) {
         let mut table = HostTable {
             suffix: options.domain_suffix.to_ascii_lowercase(),
             search_domains: search_domains
@@ -103,9 +145,9 @@ impl HostTable {
         };
         let mut skipped = Vec::new();
         for entry in entries {
-            let owner = entry.key();
+            let owner = entry.owner;
             let mut addresses = Vec::new();
-            for address in &entry.spec.addresses {
+            for address in &entry.addresses {
                 match single_address(address) {
                     Some(ip) => addresses.push(ip),
                     None => skipped.push(Skipped::Address {
@@ -114,7 +156,7 @@ impl HostTable {
                     }),
                 }
             }
-            for host in &entry.spec.hosts {
+            for host in &entry.hosts {
                 let host = host.trim_end_matches('.').to_ascii_lowercase();
                 if !options.is_under_suffix(&host) {
                     continue;
@@ -478,6 +520,31 @@ mod tests {
         let long = format!("{}.bar.global", "a".repeat(300));
         assert_eq!(t.resolve(&long), Resolution::Outside);
         assert_eq!(t.resolve("é.bar.global"), Resolution::Outside);
+    }
+
+    #[test]
+    fn building_from_parts_matches_building_from_entries() {
+        let entries = [
+            entry(
+                "a",
+                &["m.bar.global", "*.bar.global"],
+                &["127.255.0.5", "fd00::5"],
+            ),
+            entry("b", &["m.bar.global"], &["127.255.0.6"]),
+        ];
+        let whole = table(&entries, &["svc.cluster.local"]);
+        let (parts, _) = HostTable::build_from(
+            entries.into_iter().map(HostEntry::from),
+            &Options::default(),
+            &["svc.cluster.local".to_string()],
+        );
+        for name in [
+            "m.bar.global",
+            "x.bar.global",
+            "m.bar.global.svc.cluster.local",
+        ] {
+            assert_eq!(whole.resolve(name), parts.resolve(name), "{name}");
+        }
     }
 
     #[test]
