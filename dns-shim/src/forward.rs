@@ -3,7 +3,8 @@
 //! TTLs, EDNS and the TC bit are the upstream's.
 //!
 //! UDP queries share a few long-lived sockets per upstream, matched to answers by ID and
-//! question; no socket is opened per query. A query that came over TCP goes upstream over TCP.
+//! question; no socket is opened per query. A query that came over TCP goes upstream over TCP,
+//! on a kept-open connection when one is idle.
 //! A timeout, a network error or REFUSED moves on to the next upstream.
 
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ use crate::metrics::{Metrics, UpstreamFailure};
 
 const HEADER_LEN: usize = 12;
 const RCODE_REFUSED: u8 = 5;
+/// Idle TCP connections kept per upstream.
+const TCP_IDLE: usize = 4;
 /// Tries to find a free query ID on a socket before giving up on it.
 const ID_ATTEMPTS: usize = 32;
 
@@ -103,6 +106,14 @@ struct Upstream {
     addr: SocketAddr,
     lanes: Vec<Arc<Lane>>,
     next: AtomicUsize,
+    /// TCP connections that answered and wait for the next query over TCP.
+    idle: Mutex<Vec<TcpStream>>,
+}
+
+impl Upstream {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<TcpStream>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 pub struct Forwarder {
@@ -146,6 +157,7 @@ impl Forwarder {
                 addr: *addr,
                 lanes,
                 next: AtomicUsize::new(0),
+                idle: Mutex::new(Vec::new()),
             });
         }
         Ok(Self {
@@ -170,7 +182,7 @@ impl Forwarder {
             self.metrics.upstream_request(i);
             let start = Instant::now();
             let result = if tcp {
-                self.query_tcp(upstream.addr, query, question).await
+                self.query_tcp(i, upstream, query, question).await
             } else {
                 self.query_udp(upstream, query, question).await
             };
@@ -231,39 +243,70 @@ impl Forwarder {
         }
     }
 
+    /// Over TCP, on an idle connection to the upstream when there is one (the upstream may
+    /// have closed it; then on a new one), which is kept for the next query if it answered.
     async fn query_tcp(
         &self,
-        addr: SocketAddr,
+        index: usize,
+        upstream: &Upstream,
         query: &[u8],
         question: &[u8],
     ) -> Result<Vec<u8>, UpstreamFailure> {
-        let exchange = async {
-            let mut stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let len = u16::try_from(query.len()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-            let mut frame = Vec::with_capacity(query.len() + 2);
-            frame.extend_from_slice(&len.to_be_bytes());
-            frame.extend_from_slice(query);
-            stream.write_all(&frame).await?;
-            let mut len = [0u8; 2];
-            stream.read_exact(&mut len).await?;
-            let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
-            stream.read_exact(&mut answer).await?;
-            Ok::<_, std::io::Error>(answer)
-        };
-        let answer = match tokio::time::timeout(self.timeout, exchange).await {
-            Err(_) => return Err(UpstreamFailure::Timeout),
-            Ok(Err(_)) => return Err(UpstreamFailure::Network),
-            Ok(Ok(answer)) => answer,
-        };
-        if answer.len() < HEADER_LEN
-            || answer[..2] != query[..2]
-            || !question_matches(&answer, question)
-        {
-            return Err(UpstreamFailure::Malformed);
+        let pooled = upstream.idle().pop();
+        if let Some(stream) = pooled {
+            if let Ok(Ok((stream, answer))) =
+                tokio::time::timeout(self.timeout, exchange(stream, query)).await
+            {
+                return finish_tcp(upstream, stream, answer, query, question);
+            }
         }
-        Ok(answer)
+        let fresh = async {
+            let stream = TcpStream::connect(upstream.addr).await?;
+            stream.set_nodelay(true)?;
+            self.metrics.upstream_connection(index);
+            exchange(stream, query).await
+        };
+        match tokio::time::timeout(self.timeout, fresh).await {
+            Err(_) => Err(UpstreamFailure::Timeout),
+            Ok(Err(_)) => Err(UpstreamFailure::Network),
+            Ok(Ok((stream, answer))) => finish_tcp(upstream, stream, answer, query, question),
+        }
     }
+}
+
+/// One query and its answer on a TCP connection (two-byte length prefix, RFC 7766).
+async fn exchange(mut stream: TcpStream, query: &[u8]) -> std::io::Result<(TcpStream, Vec<u8>)> {
+    let len = u16::try_from(query.len()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let mut frame = Vec::with_capacity(query.len() + 2);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(query);
+    stream.write_all(&frame).await?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut answer).await?;
+    Ok((stream, answer))
+}
+
+/// Checks a TCP answer against its query and keeps the connection for reuse if it matched.
+fn finish_tcp(
+    upstream: &Upstream,
+    stream: TcpStream,
+    answer: Vec<u8>,
+    query: &[u8],
+    question: &[u8],
+) -> Result<Vec<u8>, UpstreamFailure> {
+    if answer.len() < HEADER_LEN
+        || answer[..2] != query[..2]
+        || !question_matches(&answer, question)
+    {
+        return Err(UpstreamFailure::Malformed);
+    }
+    let mut idle = upstream.idle();
+    if idle.len() < TCP_IDLE {
+        idle.push(stream);
+    }
+    Ok(answer)
 }
 
 /// Whether `answer` carries `question` (the raw question section of the query) as its own.

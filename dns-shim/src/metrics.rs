@@ -72,6 +72,7 @@ fn qtype_index(qtype: RecordType) -> usize {
 #[derive(Default)]
 struct UpstreamStats {
     requests: AtomicU64,
+    connections: AtomicU64,
     failures: [AtomicU64; FAILURES.len()],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_sum_ns: AtomicU64,
@@ -119,6 +120,12 @@ impl Metrics {
     pub fn upstream_request(&self, upstream: usize) {
         if let Some((_, s)) = self.upstreams.get(upstream) {
             s.requests.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn upstream_connection(&self, upstream: usize) {
+        if let Some((_, s)) = self.upstreams.get(upstream) {
+            s.connections.fetch_add(1, Relaxed);
         }
     }
 
@@ -177,6 +184,17 @@ impl Metrics {
                 out,
                 "dns_upstream_requests_total{{upstream=\"{addr}\"}} {}",
                 s.requests.load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP dns_upstream_tcp_connections_total TCP connections opened to each upstream.\n",
+        );
+        out.push_str("# TYPE dns_upstream_tcp_connections_total counter\n");
+        for (addr, s) in &self.upstreams {
+            let _ = writeln!(
+                out,
+                "dns_upstream_tcp_connections_total{{upstream=\"{addr}\"}} {}",
+                s.connections.load(Relaxed)
             );
         }
         out.push_str(

@@ -269,3 +269,18 @@ fn hickory_udp_loop_gives_the_same_answers() {
     let udp = shim.dig(&["big.up.test", "TXT", "+noedns", "+ignore"]);
     assert!(udp.has_flag("tc"), "{}", udp.text);
 }
+
+#[test]
+fn tcp_queries_reuse_the_upstream_connection() {
+    let upstream = Unbound::start();
+    let shim = start(&upstream);
+    for _ in 0..3 {
+        let dig = shim.dig(&["www.up.test", "A", "+tcp"]);
+        assert_eq!(dig.data("A"), vec!["192.0.2.10"], "{}", dig.text);
+    }
+    let series = format!(
+        "dns_upstream_tcp_connections_total{{upstream=\"{}\"}}",
+        upstream.addr
+    );
+    assert_eq!(shim.metric(&series), 1.0);
+}
