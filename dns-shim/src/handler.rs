@@ -255,9 +255,8 @@ impl Handler {
         let resolution = match text {
             Some(text) if table.is_ours(text) => {
                 if !self.catalog.is_ready() {
-                    let (_, sent) = self
-                        .local(request, response, ResponseCode::ServFail, &[])
-                        .await;
+                    // No table yet: no answer at all rather than a wrong NXDOMAIN.
+                    let sent = self.error(request, response, ResponseCode::ServFail).await;
                     return (qtype, Outcome::ServFail, sent);
                 }
                 if query.query_class() != DNSClass::IN {
@@ -281,9 +280,7 @@ impl Handler {
                         name
                     }
                     Err(_) => {
-                        let (_, sent) = self
-                            .local(request, response, ResponseCode::ServFail, &[])
-                            .await;
+                        let sent = self.error(request, response, ResponseCode::ServFail).await;
                         return (qtype, Outcome::ServFail, sent);
                     }
                 };

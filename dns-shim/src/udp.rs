@@ -59,16 +59,27 @@ impl ResponseHandler for Reply {
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(max);
+        let id = response.metadata().id;
+        let op_code = u8::from(response.metadata().op_code);
         // Records that do not fit are left out and TC is set by the encoder.
-        let info = response
-            .destructive_emit(&mut encoder)
-            .map_err(|e| NetError::from(e.to_string()))?;
-        self.socket.send_to(&bytes, self.dst).await?;
-        Ok(info)
+        match response.destructive_emit(&mut encoder) {
+            Ok(info) => {
+                self.socket.send_to(&bytes, self.dst).await?;
+                Ok(info)
+            }
+            Err(e) => {
+                // As hickory does: a bare SERVFAIL rather than no answer.
+                let mut servfail = [0u8; HEADER_LEN];
+                servfail[..2].copy_from_slice(&id.to_be_bytes());
+                servfail[2] = 0x80 | ((op_code & 0x0f) << 3);
+                servfail[3] = 2;
+                self.socket.send_to(&servfail, self.dst).await?;
+                Err(NetError::from(e.to_string()))
+            }
+        }
     }
 }
 
-/// Serves `socket` on a new thread named `udp-{index}` with its own single-threaded runtime.
 /// Serves `socket` on a new thread named `udp-{index}` with its own single-threaded runtime
 /// and its own upstream socket per upstream.
 pub fn spawn(
