@@ -203,12 +203,11 @@ impl Handler {
             return true;
         };
         let table = self.catalog.table();
-        if !table.is_ours(text) {
-            return true;
+        if !self.catalog.is_ready() {
+            return !table.is_ours(text);
         }
-        self.catalog.is_ready()
-            && query.query_class() == DNSClass::IN
-            && matches!(table.resolve(text), Resolution::Outside)
+        // One pass over the table: `resolve` is `Outside` for every name it does not answer.
+        matches!(table.resolve(text), Resolution::Outside)
     }
 
     /// For a request that [`Handler::forwards`]: the upstream's answer as it came, with the
@@ -253,20 +252,18 @@ impl Handler {
         let text = ascii_name(owner, &mut buf);
         let table = self.catalog.table();
         let resolution = match text {
-            Some(text) if table.is_ours(text) => {
-                if !self.catalog.is_ready() {
-                    // No table yet: no answer at all rather than a wrong NXDOMAIN.
-                    let sent = self.error(request, response, ResponseCode::ServFail).await;
-                    return (qtype, Outcome::ServFail, sent);
-                }
-                if query.query_class() != DNSClass::IN {
-                    let sent = self.error(request, response, ResponseCode::Refused).await;
-                    return (qtype, Outcome::Refused, sent);
-                }
-                table.resolve(text)
+            Some(text) if !self.catalog.is_ready() && table.is_ours(text) => {
+                // No table yet: no answer at all rather than a wrong NXDOMAIN.
+                let sent = self.error(request, response, ResponseCode::ServFail).await;
+                return (qtype, Outcome::ServFail, sent);
             }
-            _ => Resolution::Outside,
+            Some(text) => table.resolve(text),
+            None => Resolution::Outside,
         };
+        if resolution != Resolution::Outside && query.query_class() != DNSClass::IN {
+            let sent = self.error(request, response, ResponseCode::Refused).await;
+            return (qtype, Outcome::Refused, sent);
+        }
         let mut answers = Vec::new();
         let code = match resolution {
             Resolution::Host(host) => {
