@@ -15,6 +15,7 @@ pub mod index;
 pub mod model;
 pub mod names;
 pub mod options;
+pub mod resolve;
 pub mod rules;
 
 pub use check::{check_addresses, check_entry, check_set, find_duplicates, DuplicateAddress};

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# dns-shim against unbound on loopback, in one run, alternating:
+#   1. `.global` answers: dns-shim vs unbound (one thread, local-data for the same name);
+#   2. the forwarded path: a name asked through dns-shim vs asked of the upstream directly;
+#   3. 100,000 ServiceEntries: load time, reload time and RSS.
+# Prints a table to stdout. Bounded: ROUNDS x DURATION seconds per measurement.
+#   4. with CALLGRIND=1: instructions per query (valgrind --tool=callgrind), which unlike
+#      times do not depend on what else the machine is doing.
+# Usage: benches/dns/run.sh   (env: DURATION=10 ROUNDS=3 CLIENTS=4 ENTRIES=100000 FILES=100 CALLGRIND=0)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
+CLIENTS="${CLIENTS:-4}"
+ENTRIES="${ENTRIES:-100000}"
+FILES="${FILES:-100}"
+LATENCY_QPS="${LATENCY_QPS:-2000}"
+CALLGRIND="${CALLGRIND:-0}"
+SHIM_PORT=25390 UNBOUND_PORT=25391 ADMIN_PORT=25392 BIG_PORT=25393 BIG_ADMIN=25394
+HICKORY_PORT=25395 HICKORY_ADMIN=25396 CG_PORT=25397 CG_ADMIN=25398
+
+for tool in dnsperf unbound dig; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (make setup-dns)" >&2; exit 1; }
+done
+
+cargo build --quiet --release -p dns-shim --manifest-path "$ROOT/Cargo.toml"
+SHIM="$ROOT/target/release/dns-shim"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cat >"$WORK/unbound.conf" <<CONF
+server:
+  interface: 127.0.0.1@$UNBOUND_PORT
+  port: $UNBOUND_PORT
+  do-ip6: no
+  do-daemonize: no
+  chroot: ""
+  username: ""
+  directory: "$WORK"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  num-threads: 1
+  so-rcvbuf: 4m
+  so-sndbuf: 4m
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  local-zone: "bar.global." static
+  local-data: "httpbin.bar.global. 30 IN A 127.255.0.2"
+  local-zone: "up.test." static
+  local-data: "www.up.test. 300 IN A 192.0.2.10"
+remote-control:
+  control-enable: no
+CONF
+unbound -d -c "$WORK/unbound.conf" 2>/dev/null &
+PIDS+=($!)
+
+"$SHIM" --service-entries "$ROOT/tests/data/seed/serviceentry-direct.yaml" \
+  --listen "127.0.0.1:$SHIM_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+  --upstream "127.0.0.1:$UNBOUND_PORT" --search-domain svc.cluster.local >"$WORK/shim.out" 2>"$WORK/shim.err" &
+SHIM_PID=$!
+PIDS+=($SHIM_PID)
+# The same with hickory-server's own UDP loop (Server::register_socket), for comparison.
+"$SHIM" --service-entries "$ROOT/tests/data/seed/serviceentry-direct.yaml" \
+  --listen "127.0.0.1:$HICKORY_PORT" --admin "127.0.0.1:$HICKORY_ADMIN" --udp-loop hickory \
+  --upstream "127.0.0.1:$UNBOUND_PORT" --search-domain svc.cluster.local >/dev/null 2>&1 &
+PIDS+=($!)
+
+for _ in $(seq 100); do
+  if dig +short +tries=1 +time=1 @127.0.0.1 -p "$SHIM_PORT" httpbin.bar.global | grep -q 127.255.0.2 &&
+     dig +short +tries=1 +time=1 @127.0.0.1 -p "$HICKORY_PORT" httpbin.bar.global | grep -q 127.255.0.2 &&
+     dig +short +tries=1 +time=1 @127.0.0.1 -p "$UNBOUND_PORT" www.up.test | grep -q 192.0.2.10; then
+    break
+  fi
+  sleep 0.1
+done
+
+echo "httpbin.bar.global A" >"$WORK/global.txt"
+echo "www.up.test A" >"$WORK/forward.txt"
+
+# dnsperf PORT FILE [extra args]: prints "qps sent lost avg_latency_us"
+perf() {
+  local port=$1 file=$2; shift 2
+  dnsperf -s 127.0.0.1 -p "$port" -d "$file" -c "$CLIENTS" -l "$DURATION" -q 200 -t 2 "$@" 2>&1 |
+    awk '/Queries sent:/ {sent=$3} /Queries lost:/ {lost=$3} /Queries per second:/ {qps=$4}
+         /Average Latency/ {lat=$4*1e6} END {printf "%.0f %d %d %.0f\n", qps, sent, lost, lat}'
+}
+
+# median latency in microseconds at a fixed, moderate rate (dnsperf -v lists every answer)
+median() {
+  local port=$1 file=$2
+  dnsperf -s 127.0.0.1 -p "$port" -d "$file" -c 1 -l 5 -Q "$LATENCY_QPS" -t 2 -v 2>/dev/null |
+    awk '$1 == ">" {print $NF * 1e6}' | sort -n | awk '{v[NR]=$1} END {if (NR) printf "%.0f %d\n", v[int((NR+1)/2)], NR; else print "NA 0"}'
+}
+
+echo "# dns-shim benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r)"
+echo "# dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}'), -c $CLIENTS -q 200 -l $DURATION, $ROUNDS rounds alternating"
+echo
+echo "round  target                      qps     sent      lost   avg_us"
+for round in $(seq "$ROUNDS"); do
+  read -r q s l a < <(perf "$UNBOUND_PORT" "$WORK/global.txt"); printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "unbound .global" "$q" "$s" "$l" "$a"
+  read -r q s l a < <(perf "$SHIM_PORT" "$WORK/global.txt");    printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "dns-shim .global" "$q" "$s" "$l" "$a"
+  read -r q s l a < <(perf "$HICKORY_PORT" "$WORK/global.txt");  printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "(hickory loop) .global" "$q" "$s" "$l" "$a"
+  read -r q s l a < <(perf "$UNBOUND_PORT" "$WORK/forward.txt"); printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "unbound direct" "$q" "$s" "$l" "$a"
+  read -r q s l a < <(perf "$SHIM_PORT" "$WORK/forward.txt");    printf "%-6s %-24s %8s %9s %6s %7s\n" "$round" "dns-shim forwarded" "$q" "$s" "$l" "$a"
+done
+echo
+echo "round  path                        median_us  answers   (one client, ${LATENCY_QPS} qps, 5 s)"
+for round in $(seq "$ROUNDS"); do
+  read -r m n < <(median "$UNBOUND_PORT" "$WORK/forward.txt"); printf "%-6s %-27s %9s %8s\n" "$round" "upstream direct" "$m" "$n"
+  read -r m n < <(median "$SHIM_PORT" "$WORK/forward.txt");    printf "%-6s %-27s %9s %8s\n" "$round" "through dns-shim" "$m" "$n"
+  read -r m n < <(median "$UNBOUND_PORT" "$WORK/global.txt");  printf "%-6s %-27s %9s %8s\n" "$round" "unbound .global" "$m" "$n"
+  read -r m n < <(median "$SHIM_PORT" "$WORK/global.txt");     printf "%-6s %-27s %9s %8s\n" "$round" "dns-shim .global" "$m" "$n"
+done
+
+# 100k ServiceEntries in FILES files (a ConfigMap holds at most 1 MiB, so a large catalog is
+# many files; FILES=1 puts them all in one)
+python3 - "$WORK/big" "$ENTRIES" "$FILES" <<'PY'
+import os, sys
+path, n, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(path, exist_ok=True)
+per = -(-n // files)
+for k in range(files):
+    with open(os.path.join(path, f"entries-{k:04}.yaml"), "w") as f:
+        for i in range(k * per, min(n, (k + 1) * per)):
+            f.write(f"""---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: svc{i}
+  namespace: ns{i % 100}
+spec:
+  hosts:
+  - svc{i}.ns{i % 100}.global
+  location: MESH_INTERNAL
+  ports:
+  - name: http1
+    number: 8000
+    protocol: http
+  resolution: DNS
+  addresses:
+  - 240.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}
+  endpoints:
+  - address: 198.18.2.1
+    ports:
+      http1: 15443
+""")
+PY
+echo
+echo "# $ENTRIES ServiceEntries in $FILES files, $(du -sm "$WORK/big" | cut -f1) MB of YAML"
+"$SHIM" --service-entries "$WORK/big" --listen "127.0.0.1:$BIG_PORT" --admin "127.0.0.1:$BIG_ADMIN" \
+  --upstream "127.0.0.1:$UNBOUND_PORT" --search-domain svc.cluster.local >/dev/null 2>"$WORK/big.err" &
+BIG_PID=$!
+PIDS+=($BIG_PID)
+for _ in $(seq 600); do
+  grep -q "service entries loaded" "$WORK/big.err" && break
+  sleep 0.1
+done
+load_ms=$(grep -m1 "service entries loaded" "$WORK/big.err" | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/')
+read_ms=$(grep -m1 "service entries loaded" "$WORK/big.err" | sed -E 's/.*read_ms=([0-9.]+).*/\1/')
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$BIG_PID/status")
+hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$BIG_PID/status")
+answer=$(dig +short +tries=1 +time=2 @127.0.0.1 -p "$BIG_PORT" "svc$((ENTRIES - 1)).ns$(((ENTRIES - 1) % 100)).global")
+touch "$WORK/big/entries-0000.yaml"
+for _ in $(seq 600); do
+  [ "$(grep -c "service entries loaded" "$WORK/big.err")" -ge 2 ] && break
+  sleep 0.1
+done
+reload_ms=$(grep "service entries loaded" "$WORK/big.err" | sed -n 2p | sed -E 's/.*elapsed_ms=([0-9.]+).*/\1/')
+rss2_kb=$(awk '/VmRSS/ {print $2}' "/proc/$BIG_PID/status")
+hwm2_kb=$(awk '/VmHWM/ {print $2}' "/proc/$BIG_PID/status")
+echo "load_ms=$load_ms (of which reading and parsing: $read_ms) reload_ms=$reload_ms"
+echo "rss_after_load_mb=$((rss_kb / 1024)) peak_rss_after_load_mb=$((hwm_kb / 1024))"
+echo "rss_after_reload_mb=$((rss2_kb / 1024)) peak_rss_after_reload_mb=$((hwm2_kb / 1024))"
+echo "last entry answers: $answer"
+
+if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
+  echo
+  echo "# instructions per query under callgrind (difference of a 6,000- and a 2,000-query run)"
+  # callgrind_run NAME FILE N COMMAND...: total instructions of COMMAND while it answers N queries
+  callgrind_run() {
+    local name=$1 file=$2 n=$3; shift 3
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$name.$n" "$@" >/dev/null 2>&1 &
+    local pid=$!
+    for _ in $(seq 100); do
+      dig +short +tries=1 +time=1 @127.0.0.1 -p "$CG_PORT" httpbin.bar.global >/dev/null 2>&1 && break
+      sleep 0.3
+    done
+    dnsperf -s 127.0.0.1 -p "$CG_PORT" -d "$file" -c 1 -q 20 -n "$n" -t 5 >/dev/null 2>&1
+    kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+    awk '/^(summary|totals):/ {print $2; exit}' "$WORK/cg.$name.$n"
+  }
+  sed -e "s/$UNBOUND_PORT/$CG_PORT/g" "$WORK/unbound.conf" >"$WORK/unbound-cg.conf"
+  shim_cg=("$SHIM" --service-entries "$ROOT/tests/data/seed/serviceentry-direct.yaml" --listen "127.0.0.1:$CG_PORT"
+           --admin "127.0.0.1:$CG_ADMIN" --upstream "127.0.0.1:$UNBOUND_PORT" --threads 1 --udp-sockets 1)
+  for variant in "unbound-local global.txt unbound -d -c $WORK/unbound-cg.conf" \
+                 "dns-shim-local global.txt ${shim_cg[*]}" \
+                 "dns-shim-hickory-loop-local global.txt ${shim_cg[*]} --udp-loop hickory" \
+                 "dns-shim-forwarded forward.txt ${shim_cg[*]}"; do
+    read -r name file cmd <<<"$variant"
+    small=$(callgrind_run "$name" "$WORK/$file" 2000 $cmd)
+    large=$(callgrind_run "$name" "$WORK/$file" 6000 $cmd)
+    echo "$name: $(( (large - small) / 4000 )) instructions/query"
+  done
+fi

@@ -1,0 +1,214 @@
+//! dns-shim: a pod-local DNS server that answers `.global` names with the VIPs of their
+//! ServiceEntries and forwards every other name to the pod's upstream resolvers.
+//!
+//! [`Shim::bind`] opens the sockets and loads the catalog; [`Shim::serve`] runs until the
+//! process ends. `main.rs` only turns flags into a [`config::Config`].
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod admin;
+pub mod catalog;
+pub mod config;
+pub mod forward;
+pub mod handler;
+pub mod metrics;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_server::Server;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::catalog::Catalog;
+use crate::config::{Config, UdpLoop, UPSTREAM_SOCKETS};
+use crate::forward::Forwarder;
+use crate::handler::{Handler, Shared};
+use crate::metrics::Metrics;
+
+/// Buffered responses per TCP connection before the connection is read from again.
+const TCP_RESPONSE_BUFFER: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({proto}): {source}")]
+    Listen {
+        addr: SocketAddr,
+        proto: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Forward(#[from] forward::ForwardError),
+    #[error(transparent)]
+    Watch(#[from] catalog::WatchError),
+    #[error(transparent)]
+    Handler(#[from] handler::HandlerError),
+    #[error("dns server stopped: {0}")]
+    Server(String),
+}
+
+/// A bound, loaded shim, ready to serve.
+pub struct Shim {
+    server: Server<Shared>,
+    catalog: Arc<Catalog>,
+    _watcher: notify::RecommendedWatcher,
+    dns_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+}
+
+impl Shim {
+    /// Binds UDP (several SO_REUSEPORT sockets) and TCP on the listen address and the admin
+    /// endpoint, loads the catalog (staying unready if that fails) and starts watching it.
+    /// With port 0, a free port is picked and shared by UDP and TCP.
+    pub async fn bind(config: Config) -> Result<Self, ServeError> {
+        let metrics = Arc::new(Metrics::new(&config.upstreams));
+        let catalog = Arc::new(Catalog::new(
+            config.service_entries.clone(),
+            config.options.clone(),
+            config.search_domains.clone(),
+            Arc::clone(&metrics),
+        ));
+        catalog.reload_logged();
+        let watcher = catalog.watch()?;
+        let forwarder = Arc::new(
+            Forwarder::new(
+                &config.upstreams,
+                UPSTREAM_SOCKETS,
+                config.upstream_timeout,
+                Arc::clone(&metrics),
+            )
+            .await?,
+        );
+        let handler = Arc::new(Handler::new(
+            Arc::clone(&catalog),
+            forwarder,
+            Arc::clone(&metrics),
+            config.ttl,
+            &config.options.domain_suffix,
+        )?);
+
+        let mut server = Server::new(Shared(Arc::clone(&handler)));
+        let mut addr = config.listen;
+        for i in 0..config.udp_sockets {
+            let socket = udp_socket(addr)?;
+            let at = addr;
+            let err = move |source| ServeError::Listen {
+                addr: at,
+                proto: "udp",
+                source,
+            };
+            addr = socket.local_addr().map_err(err)?;
+            match config.udp_loop {
+                UdpLoop::Direct => udp::spawn(
+                    i,
+                    socket,
+                    Arc::clone(&handler),
+                    config.upstreams.clone(),
+                    config.upstream_timeout,
+                )
+                .map_err(err)?,
+                UdpLoop::Hickory => {
+                    server.register_socket(UdpSocket::from_std(socket).map_err(err)?)
+                }
+            }
+        }
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr,
+                proto: "tcp",
+                source,
+            })?;
+        server.register_listener(tcp, config.tcp_timeout, TCP_RESPONSE_BUFFER);
+
+        let admin_addr = match config.admin {
+            Some(admin) => {
+                let listener =
+                    TcpListener::bind(admin)
+                        .await
+                        .map_err(|source| ServeError::Listen {
+                            addr: admin,
+                            proto: "admin http",
+                            source,
+                        })?;
+                let bound = listener.local_addr().unwrap_or(admin);
+                tokio::spawn(admin::serve(listener, Arc::clone(&catalog), metrics));
+                Some(bound)
+            }
+            None => None,
+        };
+        Ok(Self {
+            server,
+            catalog,
+            _watcher: watcher,
+            dns_addr: addr,
+            admin_addr,
+        })
+    }
+
+    /// The address DNS is served on (UDP and TCP).
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.dns_addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.catalog.is_ready()
+    }
+
+    /// Serves until a socket fails or SIGINT/SIGTERM arrives.
+    pub async fn serve(mut self) -> Result<(), ServeError> {
+        let stop = shutdown_signal();
+        tokio::select! {
+            result = self.server.block_until_done() => {
+                result.map_err(|e| ServeError::Server(e.to_string()))
+            }
+            () = stop => {
+                self.server
+                    .shutdown_gracefully()
+                    .await
+                    .map_err(|e| ServeError::Server(e.to_string()))
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// A non-blocking UDP socket with SO_REUSEPORT, so that several sockets share the port and
+/// the kernel spreads queries over their receive loops.
+fn udp_socket(addr: SocketAddr) -> Result<std::net::UdpSocket, ServeError> {
+    let err = |source| ServeError::Listen {
+        addr,
+        proto: "udp",
+        source,
+    };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    socket.set_reuse_port(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    // Bursts of queries wait in the kernel rather than being dropped.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.bind(&addr.into()).map_err(err)?;
+    Ok(socket.into())
+}

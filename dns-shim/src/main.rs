@@ -1,0 +1,109 @@
+//! `dns-shim`: flags, logging and the runtime; everything else is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use dns_shim::config::{self, Config, Settings};
+use dns_shim::Shim;
+
+/// A pod-local DNS server: answers `.global` names with the VIPs of their ServiceEntries and
+/// forwards every other name to the upstream resolvers.
+#[derive(Debug, Parser)]
+#[command(name = "dns-shim", version)]
+struct Args {
+    /// ServiceEntry files or directories (watched; reloaded on change).
+    #[arg(long = "service-entries", value_name = "PATH", required = true, num_args = 1..)]
+    service_entries: Vec<PathBuf>,
+    /// Address for DNS over UDP and TCP.
+    #[arg(long, default_value = config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Upstream resolver, IP or IP:PORT; repeat for several, tried in order. Default: the
+    /// nameservers of --resolv-conf other than --listen.
+    #[arg(long = "upstream", value_name = "IP[:PORT]")]
+    upstreams: Vec<String>,
+    /// Where the default upstreams and search list come from.
+    #[arg(long, default_value = config::DEFAULT_RESOLV_CONF)]
+    resolv_conf: PathBuf,
+    /// Search domain whose expansions of known names are answered locally; repeat for several.
+    /// Default: the search list of --resolv-conf.
+    #[arg(long = "search-domain", value_name = "DOMAIN")]
+    search_domains: Vec<String>,
+    /// Domain suffix of the names answered from ServiceEntries.
+    #[arg(long, default_value = policy::options::DEFAULT_DOMAIN_SUFFIX)]
+    domain_suffix: String,
+    /// TTL of local answers, in seconds.
+    #[arg(long, default_value_t = config::DEFAULT_TTL)]
+    ttl: u32,
+    /// Address of the admin HTTP endpoint (/healthz, /readyz, /metrics).
+    #[arg(long, default_value = config::DEFAULT_ADMIN)]
+    admin: SocketAddr,
+    /// Time to wait for one upstream before trying the next, in milliseconds.
+    #[arg(long = "upstream-timeout-ms", default_value_t = config::DEFAULT_UPSTREAM_TIMEOUT.as_millis() as u64)]
+    upstream_timeout_ms: u64,
+    /// UDP sockets on the listen address (SO_REUSEPORT). Default: one per core.
+    #[arg(long)]
+    udp_sockets: Option<usize>,
+    /// UDP receive loop: `direct` (dns-shim's) or `hickory` (hickory-server's register_socket).
+    #[arg(long, default_value = "direct")]
+    udp_loop: config::UdpLoop,
+    /// Worker threads. Default: one per core.
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("dns-shim: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = Config::new(Settings {
+        service_entries: args.service_entries,
+        listen: args.listen,
+        upstreams: args.upstreams,
+        resolv_conf: args.resolv_conf,
+        search_domains: args.search_domains,
+        domain_suffix: args.domain_suffix,
+        ttl: args.ttl,
+        admin: Some(args.admin),
+        upstream_timeout: Duration::from_millis(args.upstream_timeout_ms),
+        udp_sockets: args.udp_sockets,
+        udp_loop: args.udp_loop,
+    })
+    .context("invalid settings")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let shim = Shim::bind(config).await?;
+        let admin = shim
+            .admin_addr()
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
+        // Tests and scripts read this line to find the ports.
+        println!(
+            "dns-shim listening on {} (udp, tcp), admin on {admin}",
+            shim.dns_addr()
+        );
+        shim.serve().await?;
+        Ok(())
+    })
+}

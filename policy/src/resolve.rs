@@ -1,0 +1,564 @@
+//! What a name under the domain suffix resolves to: the host table that the DNS shim answers
+//! from, built from ServiceEntries. Exact hosts win over wildcard hosts (`*.bar.global`), and
+//! among wildcards the longest one wins. Names are matched case-insensitively and a trailing dot
+//! is ignored. Lookups do not allocate.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use crate::model::{ObjectKey, ServiceEntry};
+use crate::options::Options;
+
+/// The longest name a lookup considers (RFC 1035: 255 octets on the wire, 253 as text).
+pub const MAX_NAME_LEN: usize = 253;
+
+/// One host of the table with the addresses of every ServiceEntry that declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The host as declared, lowercase: `httpbin.bar.global` or `*.bar.global`.
+    pub name: String,
+    /// IPv4 addresses, in declaration order, without duplicates.
+    pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses, in declaration order, without duplicates.
+    pub ipv6: Vec<Ipv6Addr>,
+    /// The ServiceEntries that declare the host.
+    pub owners: Vec<ObjectKey>,
+}
+
+impl Host {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            ipv4: Vec::new(),
+            ipv6: Vec::new(),
+            owners: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, owner: &ObjectKey, addresses: &[IpAddr]) {
+        for address in addresses {
+            match address {
+                IpAddr::V4(v4) if !self.ipv4.contains(v4) => self.ipv4.push(*v4),
+                IpAddr::V6(v6) if !self.ipv6.contains(v6) => self.ipv6.push(*v6),
+                _ => {}
+            }
+        }
+        if !self.owners.contains(owner) {
+            self.owners.push(owner.clone());
+        }
+    }
+}
+
+/// What the table reads of one ServiceEntry: its key, `spec.hosts` and `spec.addresses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub owner: ObjectKey,
+    pub hosts: Vec<String>,
+    pub addresses: Vec<String>,
+}
+
+impl From<&ServiceEntry> for HostEntry {
+    fn from(entry: &ServiceEntry) -> Self {
+        Self {
+            owner: entry.key(),
+            hosts: entry.spec.hosts.clone(),
+            addresses: entry.spec.addresses.clone(),
+        }
+    }
+}
+
+impl From<ServiceEntry> for HostEntry {
+    fn from(entry: ServiceEntry) -> Self {
+        Self {
+            owner: entry.key(),
+            hosts: entry.spec.hosts,
+            addresses: entry.spec.addresses,
+        }
+    }
+}
+
+/// The answer of the table for one name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution<'t, 'n> {
+    /// The name is a host of the table, or matches a wildcard host.
+    Host(&'t Host),
+    /// The name is `<target>.<search domain>` and `target` is a host of the table: answer with
+    /// a CNAME to `target` (a slice of the queried name, in its case, without trailing dot).
+    Expansion { target: &'n str, host: &'t Host },
+    /// The name lies under the suffix but no host matches it.
+    NoSuchName,
+    /// The name is not under the suffix (nor a search expansion of a known host).
+    Outside,
+}
+
+/// An immutable table of `.global` hosts; build a new one on every catalog change.
+#[derive(Debug, Clone, Default)]
+pub struct HostTable {
+    suffix: String,
+    exact: HashMap<String, Host>,
+    /// Wildcard hosts keyed by what follows `*.`: `bar.global` for `*.bar.global`.
+    wildcard: HashMap<String, Host>,
+    search_domains: Vec<String>,
+}
+
+/// Why a ServiceEntry host or address was left out of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// An address that is not a single IP (`10.0.0.0/24`) or not an address at all.
+    Address { owner: ObjectKey, address: String },
+    /// A host under the suffix that is not a valid name (`a..bar.global`, `foo*.global`).
+    Host { owner: ObjectKey, host: String },
+}
+
+impl HostTable {
+    /// Builds the table from the hosts under `options.domain_suffix`; hosts outside the suffix
+    /// are not the table's. Search domains are stored lowercase without dots at either end.
+    pub fn build<'a>(
+        entries: impl IntoIterator<Item = &'a ServiceEntry>,
+        options: &Options,
+        search_domains: &[String],
+    ) -> (Self, Vec<Skipped>) {
+        Self::build_from(
+            entries.into_iter().map(HostEntry::from),
+            options,
+            search_domains,
+        )
+    }
+
+    /// [`HostTable::build`] from the parts of each entry that the table needs, so that a large
+    /// catalog can drop each whole ServiceEntry as soon as it is read.
+    pub fn build_from(
+        entries: impl IntoIterator<Item = HostEntry>,
+        options: &Options,
+        search_domains: &[String],
+    ) -> (Self, Vec<Skipped>) {
+        let mut table = HostTable {
+            suffix: options.domain_suffix.to_ascii_lowercase(),
+            search_domains: search_domains
+                .iter()
+                .map(|d| d.trim().trim_matches('.').to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            ..Default::default()
+        };
+        let mut skipped = Vec::new();
+        for entry in entries {
+            let owner = entry.owner;
+            let mut addresses = Vec::new();
+            for address in &entry.addresses {
+                match single_address(address) {
+                    Some(ip) => addresses.push(ip),
+                    None => skipped.push(Skipped::Address {
+                        owner: owner.clone(),
+                        address: address.clone(),
+                    }),
+                }
+            }
+            for host in &entry.hosts {
+                let host = host.trim_end_matches('.').to_ascii_lowercase();
+                if !options.is_under_suffix(&host) {
+                    continue;
+                }
+                let (map, key) = match host.strip_prefix("*.") {
+                    Some(rest) => (&mut table.wildcard, rest.to_string()),
+                    None => (&mut table.exact, host.clone()),
+                };
+                if !is_plain_name(&key) || key.len() > MAX_NAME_LEN {
+                    skipped.push(Skipped::Host {
+                        owner: owner.clone(),
+                        host,
+                    });
+                    continue;
+                }
+                map.entry(key)
+                    .or_insert_with(|| Host::new(host))
+                    .add(&owner, &addresses);
+            }
+        }
+        (table, skipped)
+    }
+
+    /// Exact and wildcard hosts in the table.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The suffix the table answers for, lowercase.
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
+    /// The search domains that [`HostTable::resolve`] strips, lowercase.
+    pub fn search_domains(&self) -> &[String] {
+        &self.search_domains
+    }
+
+    /// The host for a name under the suffix, or `None`.
+    pub fn lookup(&self, name: &str) -> Option<&Host> {
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let name = lowercase(name, &mut buf)?;
+        self.lookup_lower(name)
+    }
+
+    fn lookup_lower(&self, name: &str) -> Option<&Host> {
+        if let Some(host) = self.exact.get(name) {
+            return Some(host);
+        }
+        // Longest wildcard first: for a.b.bar.global try b.bar.global, then bar.global.
+        let mut rest = name;
+        while let Some((_, tail)) = rest.split_once('.') {
+            if let Some(host) = self.wildcard.get(tail) {
+                return Some(host);
+            }
+            rest = tail;
+        }
+        None
+    }
+
+    /// What `name` resolves to: a host, a search expansion of a host, no such name under the
+    /// suffix, or a name that is not the table's to answer.
+    pub fn resolve<'t, 'n>(&'t self, name: &'n str) -> Resolution<'t, 'n> {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let Some(lower) = lowercase(name, &mut buf) else {
+            return Resolution::Outside;
+        };
+        if is_under(lower, &self.suffix) {
+            return match self.lookup_lower(lower) {
+                Some(host) => Resolution::Host(host),
+                None => Resolution::NoSuchName,
+            };
+        }
+        for domain in &self.search_domains {
+            let Some(stripped) = strip_domain(lower, domain) else {
+                continue;
+            };
+            if !is_under(stripped, &self.suffix) {
+                continue;
+            }
+            if let Some(host) = self.lookup_lower(stripped) {
+                return Resolution::Expansion {
+                    target: &name[..stripped.len()],
+                    host,
+                };
+            }
+        }
+        Resolution::Outside
+    }
+
+    /// Whether a name is under the suffix or a search expansion of such a name, known or not:
+    /// the names that cannot be answered before the first catalog load.
+    pub fn is_ours(&self, name: &str) -> bool {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let Some(lower) = lowercase(name, &mut buf) else {
+            return false;
+        };
+        is_under(lower, &self.suffix)
+            || self.search_domains.iter().any(|domain| {
+                strip_domain(lower, domain).is_some_and(|s| is_under(s, &self.suffix))
+            })
+    }
+}
+
+/// `name` without `.domain` at its end (case-insensitive, trailing dots ignored), or `None`
+/// when it does not end so: `httpbin.bar.global.foo.svc.cluster.local` without
+/// `foo.svc.cluster.local` is `httpbin.bar.global`.
+pub fn strip_search_domain<'n>(name: &'n str, domain: &str) -> Option<&'n str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let domain = domain.trim_matches('.');
+    if domain.is_empty() || name.len() <= domain.len() + 1 {
+        return None;
+    }
+    let cut = name.len() - domain.len();
+    if !name.is_char_boundary(cut - 1) {
+        return None;
+    }
+    let (head, tail) = name.split_at(cut);
+    (tail.eq_ignore_ascii_case(domain) && head.ends_with('.')).then(|| &head[..head.len() - 1])
+}
+
+fn strip_domain<'n>(lower: &'n str, domain: &str) -> Option<&'n str> {
+    let head = lower.strip_suffix(domain)?.strip_suffix('.')?;
+    (!head.is_empty()).then_some(head)
+}
+
+fn is_under(lower: &str, suffix: &str) -> bool {
+    lower
+        .strip_suffix(suffix)
+        .and_then(|head| head.strip_suffix('.'))
+        .is_some_and(|head| !head.is_empty())
+}
+
+/// `name` in lowercase ASCII in `buf`, or `None` when it is too long or not ASCII.
+fn lowercase<'b>(name: &str, buf: &'b mut [u8; MAX_NAME_LEN]) -> Option<&'b str> {
+    let bytes = name.as_bytes();
+    if bytes.len() > MAX_NAME_LEN || !name.is_ascii() {
+        return None;
+    }
+    let out = &mut buf[..bytes.len()];
+    out.copy_from_slice(bytes);
+    out.make_ascii_lowercase();
+    std::str::from_utf8(out).ok()
+}
+
+/// Labels of letters, digits, `-` and `_`, none empty.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// A single IP (`127.255.0.2`, `127.255.0.2/32`, `fd00::2/128`), or `None`.
+fn single_address(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let net = text.parse::<IpNet>().ok()?;
+    (net.prefix_len() == net.max_prefix_len()).then(|| net.addr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, hosts: &[&str], addresses: &[&str]) -> ServiceEntry {
+        let json = serde_json::json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": name, "namespace": "foo"},
+            "spec": {"hosts": hosts, "addresses": addresses},
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn table(entries: &[ServiceEntry], search: &[&str]) -> HostTable {
+        let search: Vec<String> = search.iter().map(|s| s.to_string()).collect();
+        HostTable::build(entries, &Options::default(), &search).0
+    }
+
+    fn seed() -> HostTable {
+        table(
+            &[
+                entry("httpbin", &["httpbin.bar.global"], &["127.255.0.2"]),
+                entry("dual", &["dual.bar.global"], &["127.255.0.3", "fd00::3"]),
+                entry("wild", &["*.bar.global"], &["127.255.0.9"]),
+                entry("deep", &["*.deep.bar.global"], &["127.255.0.10"]),
+            ],
+            &[
+                "foo.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+            ],
+        )
+    }
+
+    #[test]
+    fn exact_host_resolves_to_its_addresses() {
+        let t = seed();
+        let Resolution::Host(host) = t.resolve("httpbin.bar.global") else {
+            panic!("not a host");
+        };
+        assert_eq!(host.ipv4, vec![Ipv4Addr::new(127, 255, 0, 2)]);
+        assert!(host.ipv6.is_empty());
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_trailing_dot() {
+        let t = seed();
+        assert!(
+            matches!(t.resolve("HttpBin.BAR.global."), Resolution::Host(h) if h.name == "httpbin.bar.global")
+        );
+        assert!(t.lookup("HTTPBIN.bar.GLOBAL").is_some());
+    }
+
+    #[test]
+    fn ipv6_addresses_are_kept_apart() {
+        let t = seed();
+        let host = t.lookup("dual.bar.global").unwrap();
+        assert_eq!(host.ipv4.len(), 1);
+        assert_eq!(host.ipv6, vec!["fd00::3".parse::<Ipv6Addr>().unwrap()]);
+    }
+
+    #[test]
+    fn most_specific_wildcard_wins_and_exact_beats_wildcard() {
+        let t = seed();
+        assert_eq!(t.lookup("x.bar.global").unwrap().name, "*.bar.global");
+        assert_eq!(t.lookup("a.b.bar.global").unwrap().name, "*.bar.global");
+        assert_eq!(
+            t.lookup("x.deep.bar.global").unwrap().name,
+            "*.deep.bar.global"
+        );
+        assert_eq!(
+            t.lookup("httpbin.bar.global").unwrap().name,
+            "httpbin.bar.global"
+        );
+    }
+
+    #[test]
+    fn wildcard_does_not_match_its_own_base() {
+        let t = seed();
+        assert_eq!(t.resolve("bar.global"), Resolution::NoSuchName);
+    }
+
+    #[test]
+    fn unknown_name_under_suffix_is_no_such_name() {
+        let t = seed();
+        assert_eq!(t.resolve("nope.baz.global"), Resolution::NoSuchName);
+    }
+
+    #[test]
+    fn names_outside_the_suffix_are_not_answered() {
+        let t = seed();
+        assert_eq!(t.resolve("example.com"), Resolution::Outside);
+        assert_eq!(t.resolve("global"), Resolution::Outside);
+        assert_eq!(t.resolve("httpbin.barglobal"), Resolution::Outside);
+    }
+
+    #[test]
+    fn every_search_domain_expands_to_the_host() {
+        let t = seed();
+        for domain in [
+            "foo.svc.cluster.local",
+            "svc.cluster.local",
+            "cluster.local",
+        ] {
+            let name = format!("HttpBin.bar.global.{domain}.");
+            match t.resolve(&name) {
+                Resolution::Expansion { target, host } => {
+                    assert_eq!(target, "HttpBin.bar.global");
+                    assert_eq!(host.name, "httpbin.bar.global");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn expansion_of_unknown_name_is_outside() {
+        let t = seed();
+        assert_eq!(
+            t.resolve("nope.baz.global.svc.cluster.local"),
+            Resolution::Outside
+        );
+        assert!(t.is_ours("nope.baz.global.svc.cluster.local"));
+        assert!(!t.is_ours("kubernetes.default.svc.cluster.local"));
+    }
+
+    #[test]
+    fn strips_a_search_domain() {
+        assert_eq!(
+            strip_search_domain(
+                "httpbin.bar.global.foo.svc.cluster.local",
+                "foo.svc.cluster.local"
+            ),
+            Some("httpbin.bar.global")
+        );
+        assert_eq!(
+            strip_search_domain(
+                "httpbin.bar.global.FOO.svc.cluster.local.",
+                ".foo.svc.cluster.local."
+            ),
+            Some("httpbin.bar.global")
+        );
+        assert_eq!(strip_search_domain("xcluster.local", "cluster.local"), None);
+        assert_eq!(strip_search_domain("cluster.local", "cluster.local"), None);
+        assert_eq!(strip_search_domain("a.b", ""), None);
+    }
+
+    #[test]
+    fn entries_for_the_same_host_merge_addresses() {
+        let t = table(
+            &[
+                entry("a", &["m.bar.global"], &["127.255.0.5", "127.255.0.6/32"]),
+                entry("b", &["m.bar.global"], &["127.255.0.6", "127.255.0.7"]),
+            ],
+            &[],
+        );
+        let host = t.lookup("m.bar.global").unwrap();
+        assert_eq!(host.ipv4.len(), 3);
+        assert_eq!(host.owners.len(), 2);
+    }
+
+    #[test]
+    fn cidr_addresses_and_bad_hosts_are_skipped_and_reported() {
+        let (t, skipped) = HostTable::build(
+            &[entry(
+                "a",
+                &["ok.bar.global", "a..bar.global"],
+                &["10.0.0.0/24"],
+            )],
+            &Options::default(),
+            &[],
+        );
+        assert!(t.lookup("ok.bar.global").unwrap().ipv4.is_empty());
+        assert_eq!(skipped.len(), 2);
+    }
+
+    #[test]
+    fn hosts_outside_the_suffix_are_not_in_the_table() {
+        let t = table(&[entry("a", &["httpbin.org"], &["127.255.0.8"])], &[]);
+        assert!(t.is_empty());
+        assert_eq!(t.resolve("httpbin.org"), Resolution::Outside);
+    }
+
+    #[test]
+    fn overlong_and_non_ascii_names_are_outside() {
+        let t = seed();
+        let long = format!("{}.bar.global", "a".repeat(300));
+        assert_eq!(t.resolve(&long), Resolution::Outside);
+        assert_eq!(t.resolve("é.bar.global"), Resolution::Outside);
+    }
+
+    #[test]
+    fn building_from_parts_matches_building_from_entries() {
+        let entries = [
+            entry(
+                "a",
+                &["m.bar.global", "*.bar.global"],
+                &["127.255.0.5", "fd00::5"],
+            ),
+            entry("b", &["m.bar.global"], &["127.255.0.6"]),
+        ];
+        let whole = table(&entries, &["svc.cluster.local"]);
+        let (parts, _) = HostTable::build_from(
+            entries.into_iter().map(HostEntry::from),
+            &Options::default(),
+            &["svc.cluster.local".to_string()],
+        );
+        for name in [
+            "m.bar.global",
+            "x.bar.global",
+            "m.bar.global.svc.cluster.local",
+        ] {
+            assert_eq!(whole.resolve(name), parts.resolve(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn custom_suffix_is_honoured() {
+        let options = Options::new(Some("mesh.example"), &[], &[]).unwrap();
+        let (t, _) = HostTable::build(
+            &[entry("a", &["svc.ns.mesh.example"], &["127.255.0.4"])],
+            &options,
+            &[],
+        );
+        assert!(matches!(
+            t.resolve("svc.ns.MESH.example"),
+            Resolution::Host(_)
+        ));
+        assert_eq!(t.resolve("x.global"), Resolution::Outside);
+    }
+}
