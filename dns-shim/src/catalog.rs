@@ -228,7 +228,7 @@ fn load_parallel(paths: &[PathBuf]) -> Result<Read, catalog::LoadError> {
                 Err(_) => {
                     return Err(catalog::LoadError::Io {
                         path: PathBuf::from("<loader thread>"),
-                        source: std::io::Error::other("loader thread panicked"),
+                        error: std::io::Error::other("loader thread panicked"),
                     })
                 }
             }
