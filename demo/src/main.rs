@@ -113,7 +113,12 @@ fn run(host: Host) -> anyhow::Result<()> {
     section("a certificate from outside the mesh is refused by httpbin's sidecar");
     match scenario.foreign_client() {
         Ok(out) => bail!("a foreign certificate was accepted: {out}"),
-        Err(e) => println!("  refused: {e}"),
+        Err(e) => {
+            // curl's own words are the last part of the message.
+            let text = e.to_string();
+            let reason = text.rsplit("failed: ").next().unwrap_or(&text);
+            println!("  refused: {reason}");
+        }
     }
 
     section("variant: through cluster1's egress gateway");
