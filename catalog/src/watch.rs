@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 /// Events closer together than this are one change: an editor or kubelet writes in steps.
 pub const SETTLE: Duration = Duration::from_millis(150);
@@ -43,9 +44,15 @@ where
 {
     let (tx, rx) = mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Access-only events (reads, opens) change nothing.
+        // Opening and reading (the reload's own reads among them) change nothing; closing a
+        // file written to does.
         let changed = match event {
-            Ok(event) => !event.kind.is_access(),
+            Ok(event) => !matches!(
+                event.kind,
+                EventKind::Access(
+                    AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
+                )
+            ),
             Err(_) => true,
         };
         if changed {

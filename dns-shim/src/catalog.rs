@@ -2,21 +2,18 @@
 //! reloaded when a file under them changes. The table is immutable and swapped atomically, so
 //! a query never waits for a reload. A load that fails keeps the last good table.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use notify::{EventKind, RecursiveMode, Watcher};
+use catalog::watch::{WatchError, WatchHandle};
 use policy::resolve::{HostEntry, HostTable};
 use policy::Options;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-
-/// Events closer together than this are taken as one change (a ConfigMap update is several).
-const SETTLE: Duration = Duration::from_millis(200);
 
 pub struct Catalog {
     paths: Vec<PathBuf>,
@@ -26,16 +23,6 @@ pub struct Catalog {
     ready: AtomicBool,
     generation: AtomicU32,
     metrics: Arc<Metrics>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WatchError {
-    #[error("cannot watch {}: {source}", path.display())]
-    Watch {
-        path: PathBuf,
-        #[source]
-        source: notify::Error,
-    },
 }
 
 impl Catalog {
@@ -122,58 +109,12 @@ impl Catalog {
         }
     }
 
-    /// Watches the paths and reloads on a change, on a thread of its own. A directory is
-    /// watched whole (Kubernetes swaps its `..data` symlink); a file is watched through its
-    /// directory, so replacing the file is seen too. Dropping the returned watcher stops it.
-    pub fn watch(self: &Arc<Self>) -> Result<notify::RecommendedWatcher, WatchError> {
-        let (tx, rx) = mpsc::channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let relevant = match event {
-                    // Reads (including the reload's own) are not changes.
-                    Ok(e) => !matches!(
-                        e.kind,
-                        EventKind::Access(notify::event::AccessKind::Open(_))
-                            | EventKind::Access(notify::event::AccessKind::Read)
-                            | EventKind::Access(notify::event::AccessKind::Close(
-                                notify::event::AccessMode::Read
-                            ))
-                    ),
-                    Err(_) => true,
-                };
-                if relevant {
-                    let _ = tx.send(());
-                }
-            })
-            .map_err(|source| WatchError::Watch {
-                path: PathBuf::new(),
-                source,
-            })?;
-        for path in &self.paths {
-            let (target, mode) = watch_target(path);
-            watcher
-                .watch(&target, mode)
-                .map_err(|source| WatchError::Watch {
-                    path: target.clone(),
-                    source,
-                })?;
-        }
+    /// Reloads when anything under the paths changes, on a thread of its own (see
+    /// `catalog::watch`: a directory is watched whole, since Kubernetes swaps its `..data`
+    /// symlink; a file through its directory). Dropping the returned handle stops it.
+    pub fn watch(self: &Arc<Self>) -> Result<WatchHandle, WatchError> {
         let catalog = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("catalog-watch".into())
-            .spawn(move || {
-                while rx.recv().is_ok() {
-                    // Let a burst of events settle, then load once.
-                    std::thread::sleep(SETTLE);
-                    while rx.try_recv().is_ok() {}
-                    catalog.reload_logged();
-                }
-            })
-            .map_err(|e| WatchError::Watch {
-                path: PathBuf::new(),
-                source: notify::Error::io(e),
-            })?;
-        Ok(watcher)
+        catalog::watch::watch(&self.paths, move || catalog.reload_logged())
     }
 }
 
@@ -251,15 +192,4 @@ fn read_files(files: &[PathBuf]) -> Result<Read, catalog::LoadError> {
         }
     }
     Ok(out)
-}
-
-fn watch_target(path: &Path) -> (PathBuf, RecursiveMode) {
-    if path.is_dir() {
-        return (path.to_path_buf(), RecursiveMode::Recursive);
-    }
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    (parent.to_path_buf(), RecursiveMode::NonRecursive)
 }

@@ -44,7 +44,7 @@ pub enum ServeError {
     #[error(transparent)]
     Forward(#[from] forward::ForwardError),
     #[error(transparent)]
-    Watch(#[from] catalog::WatchError),
+    Watch(#[from] ::catalog::watch::WatchError),
     #[error(transparent)]
     Handler(#[from] handler::HandlerError),
     #[error("dns server stopped: {0}")]
@@ -55,7 +55,7 @@ pub enum ServeError {
 pub struct Shim {
     server: Server<Shared>,
     catalog: Arc<Catalog>,
-    _watcher: notify::RecommendedWatcher,
+    _watcher: ::catalog::watch::WatchHandle,
     dns_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
 }
