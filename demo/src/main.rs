@@ -170,29 +170,17 @@ fn run(host: Host) -> anyhow::Result<()> {
     print!("{}", indent(&unknown.body));
 
     section("rejected: a second ServiceEntry with the VIP 127.255.0.2 (admission-webhook)");
-    let mut duplicate = serde_json::to_value(seed_entry(&scenario)?)?;
-    duplicate["metadata"]["name"] = json!("httpbin-copy");
-    duplicate["spec"]["hosts"] = json!(["httpbin2.bar.global"]);
+    let duplicate = scenario.seed_copy("httpbin-copy", "httpbin2.bar.global")?;
     let denied = scenario.review_only(&duplicate)?;
     println!("  allowed: {}\n{}", denied.allowed, indent(&denied.message));
 
     section("rejected: an endpoint on port 8000 instead of 15443 (admission-webhook)");
-    let mut wrong_port = serde_json::to_value(seed_entry(&scenario)?)?;
-    wrong_port["metadata"]["name"] = json!("httpbin-direct");
-    wrong_port["spec"]["hosts"] = json!(["httpbin3.bar.global"]);
+    let mut wrong_port = scenario.seed_copy("httpbin-direct", "httpbin3.bar.global")?;
     wrong_port["spec"]["addresses"] = json!(["127.255.0.3"]);
     wrong_port["spec"]["endpoints"][0]["ports"]["http1"] = json!(8000);
     let denied = scenario.review_only(&wrong_port)?;
     println!("  allowed: {}\n{}", denied.allowed, indent(&denied.message));
     Ok(())
-}
-
-fn seed_entry(scenario: &Scenario) -> anyhow::Result<policy::ServiceEntry> {
-    let path = scenario.programs.seed.join("serviceentry-direct.yaml");
-    catalog::load_path(&path)?
-        .into_iter()
-        .find_map(|l| l.entry.ok())
-        .context("the seed's ServiceEntry")
 }
 
 fn indent(text: &str) -> String {

@@ -526,6 +526,16 @@ impl Scenario {
         Ok(admission)
     }
 
+    /// The seed's direct ServiceEntry under another name and host, as JSON: the start of the
+    /// rejected cases, which then change what they are about.
+    pub fn seed_copy(&self, name: &str, host: &str) -> Result<Value> {
+        let entry = load_one(&self.programs.seed.join("serviceentry-direct.yaml"))?;
+        let mut object = serde_json::to_value(entry).map_err(|e| step(e.to_string()))?;
+        object["metadata"]["name"] = Value::from(name);
+        object["spec"]["hosts"] = Value::from(vec![host]);
+        Ok(object)
+    }
+
     /// Reviews a ServiceEntry that should be denied; nothing is applied.
     pub fn review_only(&mut self, object: &Value) -> Result<Admission> {
         self.send_review(Operation::Create, object, None)

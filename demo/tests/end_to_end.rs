@@ -204,17 +204,7 @@ fn seed_scenario_end_to_end() {
         );
 
         // The webhook denies a duplicate VIP and a wrong gateway port.
-        let seed: Value = serde_json::to_value(
-            catalog::load_path(&root().join("tests/data/seed/serviceentry-direct.yaml")).unwrap()
-                [0]
-            .entry
-            .clone()
-            .unwrap(),
-        )
-        .unwrap();
-        let mut duplicate = seed.clone();
-        duplicate["metadata"]["name"] = json!("httpbin-copy");
-        duplicate["spec"]["hosts"] = json!(["httpbin2.bar.global"]);
+        let duplicate = s.seed_copy("httpbin-copy", "httpbin2.bar.global").unwrap();
         let denied = s.review_only(&duplicate).unwrap();
         assert!(!denied.allowed);
         assert!(
@@ -224,9 +214,9 @@ fn seed_scenario_end_to_end() {
             "{}",
             denied.message
         );
-        let mut wrong_port = seed;
-        wrong_port["metadata"]["name"] = json!("httpbin-direct");
-        wrong_port["spec"]["hosts"] = json!(["httpbin3.bar.global"]);
+        let mut wrong_port = s
+            .seed_copy("httpbin-direct", "httpbin3.bar.global")
+            .unwrap();
         wrong_port["spec"]["addresses"] = json!(["127.255.0.3"]);
         wrong_port["spec"]["endpoints"][0]["ports"]["http1"] = json!(8000);
         let denied = s.review_only(&wrong_port).unwrap();
