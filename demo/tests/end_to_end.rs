@@ -105,28 +105,14 @@ fn seed_scenario_end_to_end() {
 
         // No way around the gateway: httpbin listens on cluster2's loopback only, and the
         // gateway passes nothing but TLS with a known SNI.
-        assert!(run_in(
-            CLUSTER1,
-            "curl",
-            &[
-                "-sS",
-                "--max-time",
-                "5",
-                &format!("http://{CLUSTER2_GW_ADDR}:8000/get")
-            ]
-        )
-        .is_err());
-        assert!(run_in(
-            CLUSTER1,
-            "curl",
-            &[
-                "-sS",
-                "--max-time",
-                "5",
-                &format!("http://{CLUSTER2_GW_ADDR}:15443/get")
-            ]
-        )
-        .is_err());
+        for port in [8000, 15443] {
+            let url = format!("http://{CLUSTER2_GW_ADDR}:{port}/get");
+            let plain = run_in(CLUSTER1, "curl", &["-sS", "--max-time", "5", &url]);
+            assert!(
+                plain.is_err(),
+                "{url} answered plain HTTP from cluster1: {plain:?}"
+            );
+        }
         // Only the mesh's certificates get through httpbin's sidecar.
         let before = count(
             &s.server_sidecar_stats("downstream_rq_completed").unwrap(),
