@@ -26,14 +26,8 @@ done
 
 cargo build --quiet --release -p dns-shim --manifest-path "$ROOT/Cargo.toml"
 SHIM="$ROOT/target/release/dns-shim"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 cat >"$WORK/unbound.conf" <<CONF
 server:

@@ -23,14 +23,8 @@ WASM=${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip1/release
 GUARD=$WASM/global_guard.wasm
 NOOP=$WASM/noop_filter.wasm
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

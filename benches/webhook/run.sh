@@ -13,45 +13,39 @@ scripts/ensure-apt wrk nginx >/dev/null
 
 cargo build --quiet --release -p admission-webhook
 cargo build --quiet --release -p benches --example gen_service_entries
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
-target/release/examples/gen_service_entries "$ENTRIES" >"$work/existing.json"
-target/release/admission-webhook certs --service bench --namespace bench --dns localhost --ip 127.0.0.1 --out "$work/certs" >/dev/null
+target/release/examples/gen_service_entries "$ENTRIES" >"$WORK/existing.json"
+target/release/admission-webhook certs --service bench --namespace bench --dns localhost --ip 127.0.0.1 --out "$WORK/certs" >/dev/null
 
 WEBHOOK_PORT=18443
 NGINX_PORT=18444
 TOKIO_WORKER_THREADS=1 target/release/admission-webhook serve \
   --listen 127.0.0.1:$WEBHOOK_PORT --admin 127.0.0.1:18080 \
-  --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" \
-  --service-entries "$work/existing.json" 2>"$work/webhook.log" &
-pids+=($!)
+  --tls-cert "$WORK/certs/tls.crt" --tls-key "$WORK/certs/tls.key" \
+  --service-entries "$WORK/existing.json" 2>"$WORK/webhook.log" &
+PIDS+=($!)
 
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<NGINX
 worker_processes 1;
-error_log $work/nginx/error.log warn;
-pid $work/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+pid $WORK/nginx/nginx.pid;
 daemon off;
 events { worker_connections 1024; }
 http {
   access_log off;
-  client_body_temp_path $work/nginx;
-  proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx;
-  uwsgi_temp_path $work/nginx;
-  scgi_temp_path $work/nginx;
+  client_body_temp_path $WORK/nginx;
+  proxy_temp_path $WORK/nginx;
+  fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx;
+  scgi_temp_path $WORK/nginx;
   keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$NGINX_PORT ssl;
-    ssl_certificate $work/certs/tls.crt;
-    ssl_certificate_key $work/certs/tls.key;
+    ssl_certificate $WORK/certs/tls.crt;
+    ssl_certificate_key $WORK/certs/tls.key;
     ssl_protocols TLSv1.2 TLSv1.3;
     location / {
       default_type application/json;
@@ -60,8 +54,8 @@ http {
   }
 }
 NGINX
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx/stderr" &
-pids+=($!)
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>"$WORK/nginx/stderr" &
+PIDS+=($!)
 
 for _ in $(seq 100); do
   if curl -sf http://127.0.0.1:18080/readyz >/dev/null && curl -sfk https://127.0.0.1:$NGINX_PORT/ >/dev/null; then break; fi
@@ -71,27 +65,27 @@ entries=$(curl -s http://127.0.0.1:18080/metrics | awk '/^admission_catalog_entr
 echo "webhook holds $entries existing ServiceEntries"
 
 # A CREATE of a new, valid ServiceEntry, as kube-apiserver sends it.
-cat >"$work/review.json" <<'JSON'
+cat >"$WORK/review.json" <<'JSON'
 {"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"bench","kind":{"group":"networking.istio.io","version":"v1","kind":"ServiceEntry"},"resource":{"group":"networking.istio.io","version":"v1","resource":"serviceentries"},"requestKind":{"group":"networking.istio.io","version":"v1","kind":"ServiceEntry"},"requestResource":{"group":"networking.istio.io","version":"v1","resource":"serviceentries"},"name":"bench","namespace":"foo","operation":"CREATE","userInfo":{"username":"kubernetes-admin","groups":["system:masters","system:authenticated"]},"object":{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"bench","namespace":"foo"},"spec":{"hosts":["bench.foo.global"],"location":"MESH_INTERNAL","ports":[{"name":"http1","number":8000,"protocol":"http"}],"resolution":"DNS","addresses":["240.240.200.1"],"endpoints":[{"address":"198.18.2.1","ports":{"http1":15443}}]}},"oldObject":null,"dryRun":false,"options":{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1"}}}
 JSON
-cat >"$work/post.lua" <<LUA
+cat >"$WORK/post.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$work/review.json", "r")
+local f = io.open("$WORK/review.json", "r")
 wrk.body = f:read("*a")
 f:close()
 LUA
 
 # Check the webhook answers what we think before measuring it.
-answer=$(curl -s --cacert "$work/certs/ca.crt" -H 'Content-Type: application/json' --data-binary @"$work/review.json" https://localhost:$WEBHOOK_PORT/validate)
+answer=$(curl -s --cacert "$WORK/certs/ca.crt" -H 'Content-Type: application/json' --data-binary @"$WORK/review.json" https://localhost:$WEBHOOK_PORT/validate)
 grep -q '"allowed":true' <<<"$answer" || { echo "unexpected webhook answer: $answer" >&2; exit 1; }
 
 run() { # name port
-  wrk -t1 -c16 -d"${SECONDS_PER_ROUND}s" --latency -s "$work/post.lua" "https://127.0.0.1:$2/validate" >"$work/wrk.out"
-  rps=$(awk '/^Requests\/sec:/{print $2}' "$work/wrk.out")
-  p99=$(awk '$1=="99%"{print $2}' "$work/wrk.out")
-  errors=$(awk '/Non-2xx|Socket errors/{print}' "$work/wrk.out" | tr '\n' ' ')
-  echo "$1 $rps $p99 $errors" | tee -a "$work/results"
+  wrk -t1 -c16 -d"${SECONDS_PER_ROUND}s" --latency -s "$WORK/post.lua" "https://127.0.0.1:$2/validate" >"$WORK/wrk.out"
+  rps=$(awk '/^Requests\/sec:/{print $2}' "$WORK/wrk.out")
+  p99=$(awk '$1=="99%"{print $2}' "$WORK/wrk.out")
+  errors=$(awk '/Non-2xx|Socket errors/{print}' "$WORK/wrk.out" | tr '\n' ' ')
+  echo "$1 $rps $p99 $errors" | tee -a "$WORK/results"
 }
 
 echo "round server requests/s p99"
@@ -105,6 +99,6 @@ awk '
   END {
     w = sum["webhook"] / n["webhook"]; g = sum["nginx"] / n["nginx"];
     printf "mean requests/s: webhook %.0f, nginx %.0f, ratio %.1f%%\n", w, g, 100 * w / g
-  }' "$work/results"
+  }' "$WORK/results"
 echo "webhook review latency from its own histogram:"
 curl -s http://127.0.0.1:18080/metrics | grep -E '^admission_review_duration_seconds_(count|sum)'
