@@ -5,6 +5,8 @@
 //! real files under `..data/` and `..<timestamp>/` and expose them through symlinks at the top,
 //! so reading the hidden folders too would read every entry twice.
 
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod watch;
 
 use std::collections::HashSet;

@@ -1,0 +1,319 @@
+//! The Kubernetes API as a source: lists and watches `serviceentries.networking.istio.io` and
+//! hands each change to a [`Sink`], the same way the file source hands over a reload.
+//!
+//! - **Connection**: `--kubeconfig` when given, else `KUBECONFIG`, `~/.kube/config`, or the
+//!   pod's service account (kube-rs's `Config::infer`).
+//! - **Version**: the API server's discovery picks the first served of `v1`, `v1beta1` and
+//!   `v1alpha3`, so clusters with an older Istio work too.
+//! - **Sync**: kube-runtime's watcher lists (in pages), then watches from the list's
+//!   resourceVersion with bookmarks. A dropped watch resumes from the last resourceVersion seen;
+//!   a `410 Gone` lists again, and the new list replaces the whole view through
+//!   [`Sink::reset`], which also drops objects deleted while the watch was down. Errors are
+//!   retried with exponential backoff (0.8 s to 30 s); the last good view keeps serving.
+//! - **Readiness**: nothing reaches the sink before the first complete list, so a server that
+//!   reports ready only after its first [`Sink::reset`] is ready exactly when it is in sync.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Config};
+use policy::document::{decode, DecodeError};
+use policy::{ObjectKey, ServiceEntry};
+
+/// The API group of ServiceEntries.
+pub const GROUP: &str = "networking.istio.io";
+/// Versions of the group that carry ServiceEntries, most preferred first.
+pub const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+const KIND: &str = "ServiceEntry";
+const PLURAL: &str = "serviceentries";
+/// Objects per list page by default, as kube-runtime's watcher and kubectl ask.
+pub const PAGE_SIZE: u32 = 500;
+
+/// How to reach the API server and what to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// A kubeconfig file; `None` infers the configuration (KUBECONFIG, ~/.kube/config, or
+    /// in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    /// One namespace to watch; `None` watches all of them.
+    pub namespace: Option<String>,
+    /// Objects per list page.
+    pub page_size: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            kubeconfig: None,
+            namespace: None,
+            page_size: PAGE_SIZE,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("kubeconfig {}: {error}", path.display())]
+    Kubeconfig { path: PathBuf, error: String },
+    #[error(
+        "no Kubernetes configuration found (not in a pod, no KUBECONFIG, no ~/.kube/config): {0}"
+    )]
+    NoConfig(String),
+    #[error("Kubernetes client for {server}: {error}")]
+    Client { server: String, error: String },
+    #[error("API discovery at {server}: {error}")]
+    Discovery { server: String, error: String },
+    #[error("{server} serves no ServiceEntries: the {GROUP} group (v1, v1beta1 or v1alpha3) is not installed; install Istio's CRDs first")]
+    NotServed { server: String },
+    #[error("listing ServiceEntries at {server}: {error}")]
+    List { server: String, error: String },
+}
+
+/// Something the source ran into and will get over by itself; for logs and metrics.
+#[derive(Debug)]
+pub enum Trouble<'a> {
+    /// Connecting, discovery, a list or a watch failed; retried after a backoff.
+    Api(&'a str),
+    /// An object in the API server that is not a ServiceEntry globalmesh can read. It is left
+    /// out of the view (an earlier version of it too).
+    Invalid(&'a DecodeError),
+}
+
+/// Where the source delivers the cluster's ServiceEntries.
+pub trait Sink: Send {
+    /// The complete view: after the first list, and after every re-list.
+    fn reset(&mut self, entries: Vec<ServiceEntry>);
+    /// An object was added or modified.
+    fn apply(&mut self, entry: ServiceEntry);
+    /// An object was deleted (or changed into one that cannot be read).
+    fn delete(&mut self, key: &ObjectKey);
+    /// Called after each run of changes that arrived together; a sink that rebuilds a table
+    /// rebuilds it here rather than once per change.
+    fn flush(&mut self) {}
+    /// A problem the source retries or skips by itself.
+    fn trouble(&mut self, _trouble: Trouble<'_>) {}
+}
+
+/// A connected source: the client and the ServiceEntry version the API server serves.
+#[derive(Clone)]
+pub struct Source {
+    client: Client,
+    resource: ApiResource,
+    namespace: Option<String>,
+    page_size: u32,
+    server: String,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("server", &self.server)
+            .field("api_version", &self.resource.api_version)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl Source {
+    /// Builds the client and asks the API server which ServiceEntry version it serves.
+    pub async fn connect(settings: &Settings) -> Result<Self, KubeError> {
+        let config = load_config(settings.kubeconfig.as_deref()).await?;
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(|e| KubeError::Client {
+            server: server.clone(),
+            error: e.to_string(),
+        })?;
+        let version = served_version(&client, &server).await?;
+        let resource = ApiResource {
+            group: GROUP.to_string(),
+            version: version.to_string(),
+            api_version: format!("{GROUP}/{version}"),
+            kind: KIND.to_string(),
+            plural: PLURAL.to_string(),
+        };
+        Ok(Source {
+            client,
+            resource,
+            namespace: settings.namespace.clone(),
+            page_size: settings.page_size.max(1),
+            server,
+        })
+    }
+
+    /// The API server's address.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The version in use, such as `networking.istio.io/v1`.
+    pub fn api_version(&self) -> &str {
+        &self.resource.api_version
+    }
+
+    fn api(&self) -> Api<DynamicObject> {
+        match &self.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &self.resource),
+            None => Api::all_with(self.client.clone(), &self.resource),
+        }
+    }
+
+    /// Lists every ServiceEntry once, page by page. Objects that cannot be read are returned
+    /// as errors beside the others.
+    pub async fn list(&self) -> Result<Vec<Result<ServiceEntry, DecodeError>>, KubeError> {
+        let api = self.api();
+        let mut params = ListParams::default().limit(self.page_size);
+        let mut out = Vec::new();
+        loop {
+            let page = api.list(&params).await.map_err(|e| KubeError::List {
+                server: self.server.clone(),
+                error: e.to_string(),
+            })?;
+            out.extend(page.items.into_iter().map(|o| self.entry(o)));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Follows the API server for ever, feeding `sink`.
+    pub async fn follow(&self, sink: &mut impl Sink) {
+        let config = watcher::Config::default().page_size(self.page_size);
+        let stream = watcher::watcher(self.api(), config).default_backoff();
+        self.drive(stream, sink).await;
+    }
+
+    async fn drive<S>(&self, stream: S, sink: &mut impl Sink)
+    where
+        S: Stream<Item = Result<Event<DynamicObject>, watcher::Error>>,
+    {
+        let mut stream = std::pin::pin!(stream);
+        // Objects of a list in progress; the view changes only when it is complete.
+        let mut listing: Option<Vec<ServiceEntry>> = None;
+        while let Some(first) = stream.next().await {
+            let mut item = Some(first);
+            while let Some(event) = item.take() {
+                match event {
+                    Ok(Event::Init) => listing = Some(Vec::new()),
+                    Ok(Event::InitApply(object)) => match self.entry(object) {
+                        Ok(entry) => listing.get_or_insert_with(Vec::new).push(entry),
+                        Err(e) => sink.trouble(Trouble::Invalid(&e)),
+                    },
+                    Ok(Event::InitDone) => sink.reset(listing.take().unwrap_or_default()),
+                    Ok(Event::Apply(object)) => {
+                        let key = key_of(&object);
+                        match self.entry(object) {
+                            Ok(entry) => sink.apply(entry),
+                            Err(e) => {
+                                sink.trouble(Trouble::Invalid(&e));
+                                sink.delete(&key);
+                            }
+                        }
+                    }
+                    Ok(Event::Delete(object)) => sink.delete(&key_of(&object)),
+                    Err(e) => sink.trouble(Trouble::Api(&e.to_string())),
+                }
+                // Take whatever else has already arrived before flushing.
+                item = futures::FutureExt::now_or_never(stream.next()).flatten();
+            }
+            if listing.is_none() {
+                sink.flush();
+            }
+        }
+    }
+
+    fn entry(&self, mut object: DynamicObject) -> Result<ServiceEntry, DecodeError> {
+        // Items of a list may come without apiVersion and kind; they are those of the list.
+        if object.types.is_none() {
+            object.types = Some(kube::api::TypeMeta {
+                api_version: self.resource.api_version.clone(),
+                kind: KIND.to_string(),
+            });
+        }
+        let value = serde_json::to_value(&object).map_err(|e| DecodeError {
+            key: key_of(&object),
+            path: ".".to_string(),
+            message: e.to_string(),
+        })?;
+        decode(value)
+    }
+}
+
+/// Connects (retrying with backoff until it succeeds) and follows the API server for ever.
+pub async fn run(settings: Settings, mut sink: impl Sink) {
+    let mut delay = Duration::from_millis(800);
+    let source = loop {
+        match Source::connect(&settings).await {
+            Ok(source) => break source,
+            Err(e) => {
+                sink.trouble(Trouble::Api(&e.to_string()));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    tracing::info!(server = source.server(), api_version = source.api_version(), namespace = ?settings.namespace, "watching ServiceEntries");
+    source.follow(&mut sink).await;
+}
+
+fn key_of(object: &DynamicObject) -> ObjectKey {
+    ObjectKey::new(
+        object.metadata.namespace.clone().unwrap_or_default(),
+        object.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+async fn load_config(path: Option<&Path>) -> Result<Config, KubeError> {
+    match path {
+        Some(path) => {
+            let err = |error: String| KubeError::Kubeconfig {
+                path: path.to_path_buf(),
+                error,
+            };
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| err(e.to_string()))
+        }
+        None => Config::infer()
+            .await
+            .map_err(|e| KubeError::NoConfig(e.to_string())),
+    }
+}
+
+/// The most preferred ServiceEntry version that the API server serves.
+async fn served_version(client: &Client, server: &str) -> Result<&'static str, KubeError> {
+    let discovery = |error: String| KubeError::Discovery {
+        server: server.to_string(),
+        error,
+    };
+    let groups = client
+        .list_api_groups()
+        .await
+        .map_err(|e| discovery(e.to_string()))?;
+    let Some(group) = groups.groups.iter().find(|g| g.name == GROUP) else {
+        return Err(KubeError::NotServed {
+            server: server.to_string(),
+        });
+    };
+    for version in VERSIONS {
+        if !group.versions.iter().any(|v| v.version == version) {
+            continue;
+        }
+        let resources = client
+            .list_api_group_resources(&format!("{GROUP}/{version}"))
+            .await
+            .map_err(|e| discovery(e.to_string()))?;
+        if resources.resources.iter().any(|r| r.name == PLURAL) {
+            return Ok(version);
+        }
+    }
+    Err(KubeError::NotServed {
+        server: server.to_string(),
+    })
+}

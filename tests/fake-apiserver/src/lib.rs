@@ -1,0 +1,844 @@
+//! A stand-in for kube-apiserver, in process, for tests: discovery, list and watch of
+//! `serviceentries.networking.istio.io` over HTTPS with a bearer token, as the real server
+//! serves them (<https://kubernetes.io/docs/reference/using-api/api-concepts/>):
+//!
+//! - `GET /apis`, `/apis/networking.istio.io` and `/apis/networking.istio.io/{version}`:
+//!   APIGroupList, APIGroup and APIResourceList for the versions the test chose to serve;
+//!   an unserved version is 404.
+//! - `GET .../serviceentries` and `.../namespaces/{ns}/serviceentries`: a ServiceEntryList with
+//!   `metadata.resourceVersion`, paged by `limit` and `continue` (a continue token reads the
+//!   snapshot it was issued at: `410 Expired` once that is compacted; 400 together with
+//!   `resourceVersion`). `resourceVersion` with `resourceVersionMatch=Exact` reads an older
+//!   snapshot the same way.
+//! - the same with `watch=true`: a chunked stream of `{"type":…,"object":…}` lines —
+//!   ADDED, MODIFIED and DELETED after the given resourceVersion (every current object as ADDED
+//!   when it is unset or "0"), BOOKMARK when asked and `allowWatchBookmarks=true`, and an
+//!   ERROR event carrying a `410 Expired` Status when the resourceVersion is older than the
+//!   compacted history (HTTP 200 first, as the watch cache does). `timeoutSeconds` ends the
+//!   stream cleanly.
+//! - no or a wrong token: 401 Status. Anything else: 404 or 405 Status.
+//!
+//! Tests drive it: [`FakeApiServer::create`], [`update`](FakeApiServer::update) and
+//! [`delete`](FakeApiServer::delete) change the store; [`compact`](FakeApiServer::compact),
+//! [`expire_watches`](FakeApiServer::expire_watches), [`drop_watches`](FakeApiServer::drop_watches),
+//! [`bookmark`](FakeApiServer::bookmark) and [`hold_lists`](FakeApiServer::hold_lists) make
+//! the situations a client must survive; [`requests`](FakeApiServer::requests) tells what it
+//! asked.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request as HttpRequest, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+pub const GROUP: &str = "networking.istio.io";
+const PLURAL: &str = "serviceentries";
+
+type Body = BoxBody<Bytes, std::io::Error>;
+type Key = (String, String);
+type Objects = BTreeMap<Key, Value>;
+
+/// One request the server answered.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+}
+
+impl Request {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
+    }
+
+    pub fn is_watch(&self) -> bool {
+        matches!(self.param("watch"), Some("true" | "1"))
+    }
+
+    /// A list or watch of ServiceEntries.
+    pub fn is_collection(&self) -> bool {
+        self.path.ends_with(PLURAL)
+    }
+
+    pub fn is_list(&self) -> bool {
+        self.is_collection() && !self.is_watch()
+    }
+}
+
+struct Event {
+    rv: u64,
+    kind: &'static str,
+    key: Key,
+    object: Value,
+}
+
+struct Store {
+    rv: u64,
+    objects: Objects,
+    /// The objects at each resourceVersion not yet compacted.
+    snapshots: BTreeMap<u64, Arc<Objects>>,
+    events: Vec<Event>,
+    /// The oldest resourceVersion a watch or a continue token may start from.
+    oldest: u64,
+    versions: Vec<String>,
+    lists_held: bool,
+    bookmarks: u64,
+    drops: u64,
+    expiries: u64,
+    uid: u64,
+    log: Vec<Request>,
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    changed: watch::Sender<u64>,
+    token: String,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// The running server; stops when dropped.
+pub struct FakeApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ca_pem: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeApiServer {
+    /// Serves v1, v1beta1 and v1alpha3 of networking.istio.io, as Istio 1.22 and later do.
+    pub async fn start() -> Self {
+        Self::serving(&["v1", "v1beta1", "v1alpha3"]).await
+    }
+
+    /// Serves only the given versions of networking.istio.io (none: Istio is not installed).
+    /// Must be called inside a tokio runtime.
+    pub async fn serving(versions: &[&str]) -> Self {
+        let (acceptor, ca_pem) = tls();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let store = Store {
+            rv: 1,
+            objects: Objects::new(),
+            snapshots: BTreeMap::from([(1, Arc::new(Objects::new()))]),
+            events: Vec::new(),
+            oldest: 1,
+            versions: versions.iter().map(|v| v.to_string()).collect(),
+            lists_held: false,
+            bookmarks: 0,
+            drops: 0,
+            expiries: 0,
+            uid: 0,
+            log: Vec::new(),
+        };
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            changed: watch::channel(0).0,
+            token: format!("fake-token-{}", addr.port()),
+        });
+        let task = tokio::spawn(accept(listener, acceptor, Arc::clone(&shared)));
+        FakeApiServer {
+            shared,
+            addr,
+            ca_pem,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    /// Writes a kubeconfig for this server (CA data, bearer token) into `dir`.
+    pub fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
+        self.write_kubeconfig_with_token(dir, self.token())
+    }
+
+    /// Writes a kubeconfig that presents `token` (to see a refused client).
+    pub fn write_kubeconfig_with_token(&self, dir: &Path, token: &str) -> PathBuf {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: globalmesh\n  user:\n    token: {token}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: globalmesh\ncurrent-context: fake\n",
+            self.url()
+        );
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.lock().rv
+    }
+
+    /// Stores a new object (any `apiVersion` of the group; the namespace defaults to
+    /// `default`) and returns its resourceVersion. Panics when it exists.
+    pub fn create(&self, object: Value) -> u64 {
+        self.write("ADDED", object)
+    }
+
+    /// Replaces an existing object; panics when it does not exist.
+    pub fn update(&self, object: Value) -> u64 {
+        self.write("MODIFIED", object)
+    }
+
+    /// Deletes an object; panics when it does not exist.
+    pub fn delete(&self, namespace: &str, name: &str) -> u64 {
+        let key = (namespace.to_string(), name.to_string());
+        let rv = {
+            let mut store = self.shared.lock();
+            let mut object = store
+                .objects
+                .remove(&key)
+                .unwrap_or_else(|| panic!("{namespace}/{name} does not exist"));
+            let rv = store.rv + 1;
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            store.commit(rv, "DELETED", key, object);
+            rv
+        };
+        self.shared.notify();
+        rv
+    }
+
+    fn write(&self, kind: &'static str, mut object: Value) -> u64 {
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
+        let key = (namespace.clone(), name.clone());
+        let rv = {
+            let mut store = self.shared.lock();
+            let rv = store.rv + 1;
+            let existing = store.objects.get(&key).cloned();
+            match (kind, &existing) {
+                ("ADDED", Some(_)) => panic!("{namespace}/{name} already exists"),
+                ("MODIFIED", None) => panic!("{namespace}/{name} does not exist"),
+                _ => {}
+            }
+            let spec_changed = existing
+                .as_ref()
+                .is_some_and(|old| old["spec"] != object["spec"]);
+            let meta = &mut object["metadata"];
+            meta["namespace"] = json!(namespace);
+            meta["resourceVersion"] = json!(rv.to_string());
+            match &existing {
+                Some(old) => {
+                    meta["uid"] = old["metadata"]["uid"].clone();
+                    meta["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
+                    let generation = old["metadata"]["generation"].as_u64().unwrap_or(1);
+                    meta["generation"] = json!(generation + u64::from(spec_changed));
+                }
+                None => {
+                    store.uid += 1;
+                    let meta = &mut object["metadata"];
+                    meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", store.uid));
+                    meta["creationTimestamp"] = json!("2026-11-25T00:00:00Z");
+                    meta["generation"] = json!(1);
+                }
+            }
+            // Stored version-neutral; the version asked for is set when served.
+            if let Some(map) = object.as_object_mut() {
+                map.remove("apiVersion");
+                map.remove("kind");
+            }
+            store.objects.insert(key.clone(), object.clone());
+            store.commit(rv, kind, key, object);
+            rv
+        };
+        self.shared.notify();
+        rv
+    }
+
+    /// Forgets all history: watches and continue tokens from before now get 410 Expired, as
+    /// after an etcd compaction.
+    pub fn compact(&self) {
+        let mut store = self.shared.lock();
+        let rv = store.rv;
+        store.compact_to(rv);
+    }
+
+    /// Compacts and ends every open watch with an ERROR event carrying 410 Expired, as the
+    /// watch cache does to a watcher that fell too far behind.
+    pub fn expire_watches(&self) {
+        {
+            let mut store = self.shared.lock();
+            let rv = store.rv;
+            store.compact_to(rv);
+            store.expiries += 1;
+        }
+        self.shared.notify();
+    }
+
+    /// Cuts every open watch connection without ending its stream.
+    pub fn drop_watches(&self) {
+        self.shared.lock().drops += 1;
+        self.shared.notify();
+    }
+
+    /// Sends a BOOKMARK with the current resourceVersion to watches that allow bookmarks.
+    pub fn bookmark(&self) {
+        self.shared.lock().bookmarks += 1;
+        self.shared.notify();
+    }
+
+    /// While held, list requests wait (a slow or busy API server).
+    pub fn hold_lists(&self, held: bool) {
+        self.shared.lock().lists_held = held;
+        self.shared.notify();
+    }
+
+    /// Every request answered so far, oldest first.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.lock().log.clone()
+    }
+
+    /// Waits (up to `timeout`) until `count` requests match `pred`; returns whether they did.
+    pub async fn wait_for_requests(
+        &self,
+        pred: impl Fn(&Request) -> bool,
+        count: usize,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.requests().iter().filter(|r| pred(r)).count() >= count {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Store {
+    fn commit(&mut self, rv: u64, kind: &'static str, key: Key, object: Value) {
+        self.rv = rv;
+        self.events.push(Event {
+            rv,
+            kind,
+            key,
+            object,
+        });
+        self.snapshots.insert(rv, Arc::new(self.objects.clone()));
+    }
+
+    fn compact_to(&mut self, rv: u64) {
+        self.oldest = rv;
+        self.events.retain(|e| e.rv > rv);
+        self.snapshots = self.snapshots.split_off(&rv);
+    }
+}
+
+fn tls() -> (TlsAcceptor, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("ca key");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &issuer).expect("cert");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (TlsAcceptor::from(Arc::new(config)), ca.pem())
+}
+
+async fn accept(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(handle(req, &shared).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+fn full(status: StatusCode, body: &Value) -> Response<Body> {
+    let body = Full::new(Bytes::from(body.to_string()))
+        .map_err(|never| match never {})
+        .boxed();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap_or_default()
+}
+
+/// A `meta/v1` Status, the body of every error the API server returns.
+fn status(code: StatusCode, reason: &str, message: &str) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code.as_u16(),
+    })
+}
+
+fn error(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    full(code, &status(code, reason, message))
+}
+
+async fn handle(req: HttpRequest<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let query: BTreeMap<String, String> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Bearer {}", shared.token));
+    if !authorized {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    }
+    let request = Request { path, query };
+    shared.lock().log.push(request.clone());
+    if req.method() != Method::GET {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        );
+    }
+    let parts: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let versions = shared.lock().versions.clone();
+    match parts.as_slice() {
+        ["apis"] => full(StatusCode::OK, &group_list(&versions)),
+        ["apis", GROUP] if !versions.is_empty() => full(StatusCode::OK, &group(&versions)),
+        ["apis", GROUP, version] if versions.iter().any(|v| v == version) => {
+            full(StatusCode::OK, &resource_list(version))
+        }
+        ["apis", GROUP, version, PLURAL] if versions.iter().any(|v| v == version) => {
+            collection(shared, &request, version, None).await
+        }
+        ["apis", GROUP, version, "namespaces", namespace, PLURAL]
+            if versions.iter().any(|v| v == version) =>
+        {
+            collection(shared, &request, version, Some(namespace)).await
+        }
+        ["apis", GROUP, version, "namespaces", namespace, PLURAL, name]
+            if versions.iter().any(|v| v == version) =>
+        {
+            let key = (namespace.to_string(), name.to_string());
+            match shared.lock().objects.get(&key) {
+                Some(object) => full(StatusCode::OK, &served(object, version)),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("{PLURAL}.{GROUP} \"{name}\" not found"),
+                ),
+            }
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+    }
+}
+
+fn group_list(versions: &[String]) -> Value {
+    let mut groups = vec![json!({
+        "name": "apps",
+        "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+        "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
+    })];
+    if !versions.is_empty() {
+        groups.push(group(versions));
+    }
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn group(versions: &[String]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{GROUP}/{v}"), "version": v}))
+        .collect();
+    json!({
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": GROUP,
+        "preferredVersion": versions[0],
+        "versions": versions,
+    })
+}
+
+fn resource_list(version: &str) -> Value {
+    let verbs = [
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "create",
+        "update",
+        "watch",
+    ];
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": format!("{GROUP}/{version}"),
+        "resources": [
+            {"name": PLURAL, "singularName": "serviceentry", "namespaced": true,
+             "kind": "ServiceEntry", "verbs": verbs, "shortNames": ["se"],
+             "categories": ["istio-io", "networking-istio-io"]},
+            {"name": format!("{PLURAL}/status"), "singularName": "", "namespaced": true,
+             "kind": "ServiceEntry", "verbs": ["get", "patch", "update"]},
+        ],
+    })
+}
+
+/// A stored object as served in `version`.
+fn served(object: &Value, version: &str) -> Value {
+    let mut out = json!({"apiVersion": format!("{GROUP}/{version}"), "kind": "ServiceEntry"});
+    if let (Some(out), Some(fields)) = (out.as_object_mut(), object.as_object()) {
+        for (k, v) in fields {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+fn in_namespace(key: &Key, namespace: Option<&str>) -> bool {
+    namespace.is_none_or(|ns| key.0 == ns)
+}
+
+async fn collection(
+    shared: &Arc<Shared>,
+    request: &Request,
+    version: &str,
+    namespace: Option<&str>,
+) -> Response<Body> {
+    if request.is_watch() {
+        return watch_stream(shared, request, version, namespace);
+    }
+    // Lists wait while held.
+    let mut changed = shared.changed.subscribe();
+    while shared.lock().lists_held {
+        if changed.changed().await.is_err() {
+            break;
+        }
+    }
+    list(shared, request, version, namespace)
+}
+
+fn list(
+    shared: &Shared,
+    request: &Request,
+    version: &str,
+    namespace: Option<&str>,
+) -> Response<Body> {
+    let bad = |message: &str| error(StatusCode::BAD_REQUEST, "BadRequest", message);
+    let limit = match request.param("limit").map(str::parse::<usize>) {
+        None => None,
+        Some(Ok(0)) => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return bad("limit: invalid value"),
+    };
+    let store = shared.lock();
+    let (rv, objects, after) = if let Some(token) = request.param("continue") {
+        if request
+            .param("resourceVersion")
+            .is_some_and(|rv| !rv.is_empty())
+        {
+            return bad("specifying resource version is not allowed when using continue");
+        }
+        let Some((rv, after)) = decode_continue(token) else {
+            return bad("continue key is not valid: illegal base64 data");
+        };
+        match store.snapshots.get(&rv) {
+            Some(objects) if rv >= store.oldest => (rv, Arc::clone(objects), Some(after)),
+            _ => return error(
+                StatusCode::GONE,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+            ),
+        }
+    } else {
+        match (
+            request.param("resourceVersion").unwrap_or(""),
+            request.param("resourceVersionMatch"),
+        ) {
+            (rv, Some("Exact")) => {
+                let Ok(rv) = rv.parse::<u64>() else {
+                    return bad("resourceVersionMatch: Exact requires a resourceVersion");
+                };
+                match store.snapshots.get(&rv) {
+                    Some(objects) if rv >= store.oldest => (rv, Arc::clone(objects), None),
+                    _ => {
+                        return error(
+                            StatusCode::GONE,
+                            "Expired",
+                            &format!("too old resource version: {rv} ({})", store.oldest),
+                        )
+                    }
+                }
+            }
+            _ => (store.rv, Arc::new(store.objects.clone()), None),
+        }
+    };
+    drop(store);
+    let mut items = Vec::new();
+    let mut next = None;
+    let mut remaining = 0usize;
+    for (key, object) in objects.iter() {
+        if !in_namespace(key, namespace) || after.as_ref().is_some_and(|a| key <= a) {
+            continue;
+        }
+        if limit.is_some_and(|l| items.len() == l) {
+            next.get_or_insert_with(|| encode_continue(rv, &items_last_key(&items)));
+            remaining += 1;
+            continue;
+        }
+        items.push((key.clone(), served(object, version)));
+    }
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(token) = next {
+        metadata["continue"] = json!(token);
+        metadata["remainingItemCount"] = json!(remaining);
+    }
+    let items: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
+    full(
+        StatusCode::OK,
+        &json!({
+            "apiVersion": format!("{GROUP}/{version}"),
+            "kind": "ServiceEntryList",
+            "metadata": metadata,
+            "items": items,
+        }),
+    )
+}
+
+fn items_last_key(items: &[(Key, Value)]) -> Key {
+    items.last().map(|(k, _)| k.clone()).unwrap_or_default()
+}
+
+fn encode_continue(rv: u64, after: &Key) -> String {
+    let text = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [after.0, after.1]}).to_string();
+    base64::engine::general_purpose::URL_SAFE.encode(text)
+}
+
+fn decode_continue(token: &str) -> Option<(u64, Key)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .ok()?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    let start = value["start"].as_array()?;
+    Some((
+        value["rv"].as_u64()?,
+        (
+            start.first()?.as_str()?.to_string(),
+            start.get(1)?.as_str()?.to_string(),
+        ),
+    ))
+}
+
+fn line(kind: &str, object: Value) -> Result<Frame<Bytes>, std::io::Error> {
+    let mut text = json!({"type": kind, "object": object}).to_string();
+    text.push('\n');
+    Ok(Frame::data(Bytes::from(text)))
+}
+
+fn watch_stream(
+    shared: &Arc<Shared>,
+    request: &Request,
+    version: &str,
+    namespace: Option<&str>,
+) -> Response<Body> {
+    let bookmarks = request.param("allowWatchBookmarks") == Some("true");
+    // kube-apiserver picks a timeout between --min-request-timeout and twice that.
+    let timeout = request
+        .param("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1800u64);
+    let from = request.param("resourceVersion").unwrap_or("").to_string();
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(256);
+    let version = version.to_string();
+    let namespace = namespace.map(str::to_string);
+    let mut changed = shared.changed.subscribe();
+    let start = {
+        let store = shared.lock();
+        (store.bookmarks, store.drops, store.expiries)
+    };
+    // Work out, under the lock, what to send first.
+    let mut frames = Vec::new();
+    let mut sent;
+    {
+        let store = shared.lock();
+        match from.as_str() {
+            "" | "0" => {
+                for (key, object) in &store.objects {
+                    if in_namespace(key, namespace.as_deref()) {
+                        frames.push(line("ADDED", served(object, &version)));
+                    }
+                }
+                sent = store.rv;
+            }
+            rv => match rv.parse::<u64>() {
+                Ok(rv) if rv >= store.oldest => sent = rv,
+                Ok(rv) => {
+                    frames.push(line(
+                        "ERROR",
+                        status(
+                            StatusCode::GONE,
+                            "Expired",
+                            &format!("too old resource version: {rv} ({})", store.oldest),
+                        ),
+                    ));
+                    sent = u64::MAX;
+                }
+                Err(_) => {
+                    drop(store);
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &format!("resourceVersion: Invalid value: {rv:?}"),
+                    );
+                }
+            },
+        }
+    }
+    let shared_events = Arc::clone(shared);
+    tokio::spawn(async move {
+        let (mut bookmarks_seen, drops_seen, expiries_seen) = start;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        for frame in frames.drain(..) {
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+        if sent == u64::MAX {
+            return;
+        }
+        loop {
+            let mut out = Vec::new();
+            {
+                let store = shared_events.lock();
+                if store.drops != drops_seen {
+                    out.push(Err(std::io::Error::other("connection cut by the test")));
+                    sent = u64::MAX;
+                } else if store.expiries != expiries_seen {
+                    out.push(line(
+                        "ERROR",
+                        status(
+                            StatusCode::GONE,
+                            "Expired",
+                            &format!("too old resource version: {sent} ({})", store.oldest),
+                        ),
+                    ));
+                    sent = u64::MAX;
+                } else {
+                    for event in store.events.iter().filter(|e| e.rv > sent) {
+                        if in_namespace(&event.key, namespace.as_deref()) {
+                            out.push(line(event.kind, served(&event.object, &version)));
+                        }
+                    }
+                    sent = sent.max(store.rv);
+                    if store.bookmarks != bookmarks_seen {
+                        bookmarks_seen = store.bookmarks;
+                        if bookmarks {
+                            out.push(line(
+                                "BOOKMARK",
+                                json!({
+                                    "apiVersion": format!("{GROUP}/{version}"),
+                                    "kind": "ServiceEntry",
+                                    "metadata": {"resourceVersion": store.rv.to_string()},
+                                }),
+                            ));
+                        }
+                    }
+                }
+            }
+            for frame in out {
+                if tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            if sent == u64::MAX {
+                return;
+            }
+            tokio::select! {
+                changed = changed.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep_until(deadline) => return,
+                () = tx.closed() => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap_or_default()
+}
