@@ -105,12 +105,13 @@ impl Options {
 
     /// Whether a host (any case, optional trailing dot) lies under the domain suffix.
     pub fn is_under_suffix(&self, host: &str) -> bool {
-        let host = host.strip_suffix('.').unwrap_or(host);
-        let suffix = self.domain_suffix.as_str();
+        // Compared as bytes: a host may hold any UTF-8, and slicing it as a str could split a
+        // character.
+        let host = host.strip_suffix('.').unwrap_or(host).as_bytes();
+        let suffix = self.domain_suffix.as_bytes();
         host.len() > suffix.len() + 1
-            && host.is_char_boundary(host.len() - suffix.len() - 1)
             && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-            && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            && host[host.len() - suffix.len() - 1] == b'.'
     }
 
     /// `15443`, or `15443 or 31443` for several ports, for messages.
@@ -160,5 +161,9 @@ mod tests {
         assert!(!options.is_under_suffix("httpbin.barglobal"));
         assert!(!options.is_under_suffix("global"));
         assert!(!options.is_under_suffix(".global"));
+        // Multi-byte characters where the suffix would start must not split a character.
+        assert!(!options.is_under_suffix("®ਫ਼A00 "));
+        assert!(!options.is_under_suffix("aਫ਼bal"));
+        assert!(options.is_under_suffix("ਫ਼.global"));
     }
 }
