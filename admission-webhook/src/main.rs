@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use admission_webhook::check::{self, CheckConfig, Format};
 use admission_webhook::manifests::{self, ManifestConfig};
-use admission_webhook::server::{self, ServeConfig};
+use admission_webhook::server::{self, ServeConfig, Source};
 use anyhow::Context;
+use catalog::kubernetes;
 use clap::{Args, Parser, Subcommand};
 use policy::Options;
 
@@ -50,9 +51,8 @@ struct ServeArgs {
     /// Require client certificates signed by this PEM CA.
     #[arg(long, value_name = "FILE")]
     client_ca: Option<PathBuf>,
-    /// The cluster's ServiceEntries (files or directories; repeatable); reloaded on change.
-    #[arg(long = "service-entries", value_name = "PATH", required = true)]
-    service_entries: Vec<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Plain-HTTP address for /healthz, /readyz and /metrics.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -65,9 +65,45 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct AuditArgs {
-    /// The cluster's ServiceEntries (files or directories; repeatable).
-    #[arg(long = "service-entries", value_name = "PATH", required = true)]
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+/// Where the cluster's ServiceEntries come from: files, or the Kubernetes API.
+#[derive(Debug, Args)]
+struct SourceArgs {
+    /// The cluster's ServiceEntries (files or directories; repeatable); reloaded on change.
+    #[arg(
+        long = "service-entries",
+        value_name = "PATH",
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
     service_entries: Vec<PathBuf>,
+    /// Take the ServiceEntries from the Kubernetes API (list and watch) instead of files.
+    #[arg(long)]
+    kubernetes: bool,
+    /// Kubeconfig for --kubernetes. Default: KUBECONFIG, ~/.kube/config, or the pod's
+    /// service account.
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    kubeconfig: Option<PathBuf>,
+    /// With --kubernetes, read this namespace only. Default: all namespaces.
+    #[arg(long, value_name = "NAMESPACE", requires = "kubernetes")]
+    namespace: Option<String>,
+}
+
+impl SourceArgs {
+    fn source(self) -> Source {
+        if self.kubernetes {
+            Source::Kubernetes(kubernetes::Settings {
+                kubeconfig: self.kubeconfig,
+                namespace: self.namespace,
+                ..kubernetes::Settings::default()
+            })
+        } else {
+            Source::Files(self.service_entries)
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -190,7 +226,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         tokio::select! {
-            result = server::run(config, args.service_entries) => result.map_err(anyhow::Error::from),
+            result = server::run(config, args.source.source()) => result.map_err(anyhow::Error::from),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })?;
@@ -198,11 +234,30 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let loaded = catalog::load_paths(&args.service_entries)?;
-    let entries: Vec<&policy::ServiceEntry> = loaded
-        .iter()
-        .filter_map(|l| l.entry.as_ref().ok())
-        .collect();
+    let loaded: Vec<Result<policy::ServiceEntry, policy::document::DecodeError>> =
+        match args.source.source() {
+            Source::Files(paths) => catalog::load_paths(&paths)?
+                .into_iter()
+                .map(|l| l.entry)
+                .collect(),
+            Source::Kubernetes(settings) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(async {
+                    let source = kubernetes::Source::connect(&settings).await?;
+                    source.list().await
+                })?,
+        };
+    let mut entries = Vec::with_capacity(loaded.len());
+    for entry in &loaded {
+        match entry {
+            Ok(entry) => entries.push(entry),
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "left out: {e}");
+            }
+        }
+    }
     let duplicates = policy::find_duplicates(entries.iter().copied());
     let mut out = std::io::stdout().lock();
     for dup in &duplicates {

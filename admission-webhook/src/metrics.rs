@@ -33,6 +33,9 @@ pub struct Metrics {
     pub catalog_entries: Gauge,
     pub reservations: Gauge,
     pub catalog_reload_errors: Counter,
+    pub catalog_lists: Counter,
+    pub catalog_events: Counter,
+    pub catalog_invalid_objects: Counter,
     pub certificate_reloads: Counter,
     pub certificate_reload_errors: Counter,
 }
@@ -88,8 +91,26 @@ impl Metrics {
         let catalog_reload_errors = Counter::default();
         registry.register(
             "admission_catalog_reload_errors",
-            "Catalog reloads that failed and kept the last good catalog",
+            "Catalog reloads, or Kubernetes API calls, that failed; the last good catalog stays",
             catalog_reload_errors.clone(),
+        );
+        let catalog_lists = Counter::default();
+        registry.register(
+            "admission_catalog_lists",
+            "Complete lists of ServiceEntries from the Kubernetes API (the first, and re-lists)",
+            catalog_lists.clone(),
+        );
+        let catalog_events = Counter::default();
+        registry.register(
+            "admission_catalog_watch_events",
+            "ServiceEntry additions, changes and deletions applied from the Kubernetes API",
+            catalog_events.clone(),
+        );
+        let catalog_invalid_objects = Counter::default();
+        registry.register(
+            "admission_catalog_invalid_objects",
+            "ServiceEntries in the Kubernetes API left out of the catalog because they could not be read",
+            catalog_invalid_objects.clone(),
         );
         let certificate_reloads = Counter::default();
         registry.register(
@@ -112,6 +133,9 @@ impl Metrics {
             catalog_entries,
             reservations,
             catalog_reload_errors,
+            catalog_lists,
+            catalog_events,
+            catalog_invalid_objects,
             certificate_reloads,
             certificate_reload_errors,
         }

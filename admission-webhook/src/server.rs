@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use catalog::kubernetes;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -350,8 +351,60 @@ pub fn watch_files(
     Ok(catalog::watch::watch(&paths, reload)?)
 }
 
-/// Runs the webhook until the process ends: admin server, catalog from files, TLS server.
-pub async fn run(config: ServeConfig, service_entries: Vec<PathBuf>) -> Result<(), ServeError> {
+/// Where the cluster's ServiceEntries come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Files and directories, reloaded when they change.
+    Files(Vec<PathBuf>),
+    /// The Kubernetes API, listed and watched.
+    Kubernetes(kubernetes::Settings),
+}
+
+/// Feeds the catalog from the Kubernetes source; the catalog is ready after the first list.
+struct KubeSink {
+    app: Arc<App>,
+}
+
+impl kubernetes::Sink for KubeSink {
+    fn reset(&mut self, entries: Vec<policy::ServiceEntry>) {
+        self.app.catalog.replace_all(&entries);
+        self.app.metrics.catalog_lists.inc();
+        tracing::info!(
+            entries = entries.len(),
+            "catalog listed from the Kubernetes API"
+        );
+    }
+
+    fn apply(&mut self, entry: policy::ServiceEntry) {
+        self.app.catalog.upsert(&entry);
+        self.app.metrics.catalog_events.inc();
+    }
+
+    fn delete(&mut self, key: &policy::ObjectKey) {
+        self.app.catalog.remove(key);
+        self.app.metrics.catalog_events.inc();
+    }
+
+    fn flush(&mut self) {
+        self.app.refresh_gauges();
+    }
+
+    fn trouble(&mut self, trouble: kubernetes::Trouble<'_>) {
+        match trouble {
+            kubernetes::Trouble::Api(error) => {
+                self.app.metrics.catalog_reload_errors.inc();
+                tracing::warn!(%error, ready = self.app.catalog.is_ready(), "Kubernetes API; retrying, the last good catalog stays");
+            }
+            kubernetes::Trouble::Invalid(error) => {
+                self.app.metrics.catalog_invalid_objects.inc();
+                tracing::warn!(%error, "ServiceEntry left out of the catalog");
+            }
+        }
+    }
+}
+
+/// Runs the webhook until the process ends: admin server, catalog, TLS server.
+pub async fn run(config: ServeConfig, source: Source) -> Result<(), ServeError> {
     let app = Arc::new(App {
         catalog: Arc::new(Catalog::default()),
         options: config.options.clone(),
@@ -371,7 +424,16 @@ pub async fn run(config: ServeConfig, service_entries: Vec<PathBuf>) -> Result<(
             }
         });
     }
-    let _catalog_watch = watch_files(service_entries, &app)?;
+    let _catalog_watch = match source {
+        Source::Files(paths) => Some(watch_files(paths, &app)?),
+        Source::Kubernetes(settings) => {
+            let sink = KubeSink {
+                app: Arc::clone(&app),
+            };
+            tokio::spawn(kubernetes::run(settings, sink));
+            None
+        }
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|error| ServeError::Bind {

@@ -6,27 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use catalog::kubernetes::{self, KubeError, Settings, Sink, Source, Trouble};
-use fake_apiserver::{FakeApiServer, Request};
+use fake_apiserver::{service_entry as se, FakeApiServer, Request};
 use policy::{ObjectKey, ServiceEntry};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn se(namespace: &str, name: &str, host: &str, address: &str) -> Value {
-    json!({
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "ServiceEntry",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "hosts": [host],
-            "location": "MESH_INTERNAL",
-            "ports": [{"name": "http1", "number": 8000, "protocol": "http"}],
-            "resolution": "DNS",
-            "addresses": [address],
-            "endpoints": [{"address": "198.18.2.1", "ports": {"http1": 15443}}],
-        }
-    })
-}
 
 #[derive(Default)]
 struct Recorded {

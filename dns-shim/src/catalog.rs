@@ -1,17 +1,20 @@
 //! The host table the handler answers from, loaded from the `--service-entries` paths and
-//! reloaded when a file under them changes. The table is immutable and swapped atomically, so
+//! reloaded when a file under them changes, or kept in step with the Kubernetes API through
+//! [`KubeSink`]. The table is immutable and swapped atomically, so
 //! a query never waits for a reload. A load that fails keeps the last good table.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use catalog::kubernetes;
 use catalog::watch::{WatchError, WatchHandle};
 use policy::resolve::{HostEntry, HostTable};
-use policy::Options;
-use tracing::{info, warn};
+use policy::{ObjectKey, Options, ServiceEntry};
+use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 
@@ -74,8 +77,19 @@ impl Catalog {
         };
         let read_time = started.elapsed();
         let entries = read.entries.len();
-        let (table, skipped) =
-            HostTable::build_from(read.entries, &self.options, &self.search_domains);
+        let hosts = self.install(read.entries, read.invalid);
+        Ok(LoadStats {
+            hosts,
+            entries,
+            read: read_time,
+            total: started.elapsed(),
+        })
+    }
+
+    /// Builds a table from `entries` and swaps it in; `invalid` entries were left out before.
+    /// Returns the number of hosts.
+    fn install(&self, entries: Vec<HostEntry>, invalid: usize) -> usize {
+        let (table, skipped) = HostTable::build_from(entries, &self.options, &self.search_domains);
         for s in &skipped {
             warn!(?s, "left out of the host table");
         }
@@ -83,14 +97,18 @@ impl Catalog {
         self.table.store(Arc::new(table));
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.ready.store(true, Ordering::Release);
-        self.metrics
-            .catalog_loaded(hosts, read.invalid + skipped.len());
-        Ok(LoadStats {
-            hosts,
-            entries,
-            read: read_time,
-            total: started.elapsed(),
-        })
+        self.metrics.catalog_loaded(hosts, invalid + skipped.len());
+        hosts
+    }
+
+    /// A sink for the Kubernetes source that rebuilds the table after each run of changes.
+    pub fn kubernetes_sink(self: &Arc<Self>) -> KubeSink {
+        KubeSink {
+            catalog: Arc::clone(self),
+            entries: BTreeMap::new(),
+            invalid: BTreeSet::new(),
+            dirty: false,
+        }
     }
 
     /// Loads and logs the outcome.
@@ -115,6 +133,62 @@ impl Catalog {
     pub fn watch(self: &Arc<Self>) -> Result<WatchHandle, WatchError> {
         let catalog = Arc::clone(self);
         catalog::watch::watch(&self.paths, move || catalog.reload_logged())
+    }
+}
+
+/// The ServiceEntries the Kubernetes API holds, kept between events. Ordered by
+/// `namespace/name`, so that of two entries claiming one host the same one wins on every
+/// rebuild and in every replica.
+pub struct KubeSink {
+    catalog: Arc<Catalog>,
+    entries: BTreeMap<ObjectKey, HostEntry>,
+    /// Objects in the API server that could not be read, for the `dns_catalog_skipped` gauge.
+    invalid: BTreeSet<ObjectKey>,
+    dirty: bool,
+}
+
+impl kubernetes::Sink for KubeSink {
+    fn reset(&mut self, entries: Vec<ServiceEntry>) {
+        self.entries = entries
+            .into_iter()
+            .map(|e| (e.key(), HostEntry::from(e)))
+            .collect();
+        self.invalid.retain(|k| !self.entries.contains_key(k));
+        self.dirty = true;
+        info!(entries = self.entries.len(), "service entries listed");
+    }
+
+    fn apply(&mut self, entry: ServiceEntry) {
+        let key = entry.key();
+        self.invalid.remove(&key);
+        self.entries.insert(key, HostEntry::from(entry));
+        self.dirty = true;
+    }
+
+    fn delete(&mut self, key: &ObjectKey) {
+        self.dirty |= self.entries.remove(key).is_some();
+    }
+
+    fn flush(&mut self) {
+        if std::mem::take(&mut self.dirty) {
+            let entries = self.entries.values().cloned().collect();
+            let hosts = self.catalog.install(entries, self.invalid.len());
+            debug!(hosts, entries = self.entries.len(), "host table rebuilt");
+        }
+    }
+
+    fn trouble(&mut self, trouble: kubernetes::Trouble<'_>) {
+        match trouble {
+            kubernetes::Trouble::Api(error) => {
+                self.catalog.metrics.catalog_error();
+                warn!(%error, ready = self.catalog.is_ready(), "Kubernetes API; retrying, the last good table stays");
+            }
+            kubernetes::Trouble::Invalid(error) => {
+                self.invalid.insert(error.key.clone());
+                self.dirty = true;
+                warn!(%error, "ServiceEntry left out");
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use catalog::kubernetes;
 use policy::{Options, OptionsError};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:53";
@@ -42,6 +43,8 @@ impl std::str::FromStr for UdpLoop {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub service_entries: Vec<PathBuf>,
+    /// Watch the Kubernetes API instead of files.
+    pub kubernetes: Option<kubernetes::Settings>,
     pub listen: SocketAddr,
     pub upstreams: Vec<String>,
     pub resolv_conf: PathBuf,
@@ -58,7 +61,7 @@ pub struct Settings {
 /// Checked settings that the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub service_entries: Vec<PathBuf>,
+    pub source: Source,
     pub listen: SocketAddr,
     pub upstreams: Vec<SocketAddr>,
     pub search_domains: Vec<String>,
@@ -71,10 +74,21 @@ pub struct Config {
     pub udp_loop: UdpLoop,
 }
 
+/// Where the ServiceEntries come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Files and directories, watched for changes.
+    Files(Vec<PathBuf>),
+    /// The Kubernetes API, listed and watched.
+    Kubernetes(kubernetes::Settings),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("at least one --service-entries path is required")]
+    #[error("no ServiceEntries to answer from: give --service-entries PATH or --kubernetes")]
     NoServiceEntries,
+    #[error("--service-entries and --kubernetes exclude each other: give one")]
+    TwoSources,
     #[error("upstream {0:?} is not an IP address or IP:PORT")]
     Upstream(String),
     #[error(
@@ -144,9 +158,12 @@ pub fn parse_upstream(text: &str) -> Result<SocketAddr, ConfigError> {
 
 impl Config {
     pub fn new(settings: Settings) -> Result<Self, ConfigError> {
-        if settings.service_entries.is_empty() {
-            return Err(ConfigError::NoServiceEntries);
-        }
+        let source = match (settings.service_entries.is_empty(), settings.kubernetes) {
+            (true, None) => return Err(ConfigError::NoServiceEntries),
+            (false, Some(_)) => return Err(ConfigError::TwoSources),
+            (true, Some(kube)) => Source::Kubernetes(kube),
+            (false, None) => Source::Files(settings.service_entries),
+        };
         if settings.upstream_timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout);
         }
@@ -199,7 +216,7 @@ impl Config {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         Ok(Config {
-            service_entries: settings.service_entries,
+            source,
             listen: settings.listen,
             upstreams,
             search_domains,
@@ -235,6 +252,7 @@ mod tests {
     fn settings(resolv: &Path) -> Settings {
         Settings {
             service_entries: vec![PathBuf::from("/se")],
+            kubernetes: None,
             listen: DEFAULT_LISTEN.parse().unwrap(),
             upstreams: vec![],
             resolv_conf: resolv.to_path_buf(),
@@ -304,5 +322,28 @@ mod tests {
         s.upstreams = vec!["127.0.0.1:5300".into()];
         s.search_domains = vec!["a..b".into()];
         assert!(matches!(Config::new(s), Err(ConfigError::SearchDomain(_))));
+    }
+
+    #[test]
+    fn one_source_of_service_entries() {
+        let mut s = settings(Path::new("/nonexistent"));
+        s.upstreams = vec!["127.0.0.1:5300".into()];
+        assert_eq!(
+            Config::new(s.clone()).unwrap().source,
+            Source::Files(vec![PathBuf::from("/se")])
+        );
+        s.kubernetes = Some(kubernetes::Settings::default());
+        assert!(matches!(
+            Config::new(s.clone()),
+            Err(ConfigError::TwoSources)
+        ));
+        s.service_entries.clear();
+        assert_eq!(
+            Config::new(s.clone()).unwrap().source,
+            Source::Kubernetes(kubernetes::Settings::default())
+        );
+        s.kubernetes = None;
+        let err = Config::new(s).unwrap_err();
+        assert!(err.to_string().contains("--kubernetes"), "{err}");
     }
 }

@@ -24,7 +24,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::catalog::Catalog;
-use crate::config::{Config, UdpLoop, UPSTREAM_SOCKETS};
+use crate::config::{Config, Source, UdpLoop, UPSTREAM_SOCKETS};
 use crate::forward::Forwarder;
 use crate::handler::{Handler, Shared};
 use crate::metrics::Metrics;
@@ -55,7 +55,7 @@ pub enum ServeError {
 pub struct Shim {
     server: Server<Shared>,
     catalog: Arc<Catalog>,
-    _watcher: ::catalog::watch::WatchHandle,
+    _watcher: Option<::catalog::watch::WatchHandle>,
     dns_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
 }
@@ -66,14 +66,30 @@ impl Shim {
     /// With port 0, a free port is picked and shared by UDP and TCP.
     pub async fn bind(config: Config) -> Result<Self, ServeError> {
         let metrics = Arc::new(Metrics::new(&config.upstreams));
+        let paths = match &config.source {
+            Source::Files(paths) => paths.clone(),
+            Source::Kubernetes(_) => Vec::new(),
+        };
         let catalog = Arc::new(Catalog::new(
-            config.service_entries.clone(),
+            paths,
             config.options.clone(),
             config.search_domains.clone(),
             Arc::clone(&metrics),
         ));
-        catalog.reload_logged();
-        let watcher = catalog.watch()?;
+        let watcher = match &config.source {
+            Source::Files(_) => {
+                catalog.reload_logged();
+                Some(catalog.watch()?)
+            }
+            Source::Kubernetes(settings) => {
+                // Unready until the first list is in; then kept in step with the API.
+                tokio::spawn(::catalog::kubernetes::run(
+                    settings.clone(),
+                    catalog.kubernetes_sink(),
+                ));
+                None
+            }
+        };
         let forwarder = Arc::new(
             Forwarder::new(
                 &config.upstreams,

@@ -260,7 +260,7 @@ impl Metrics {
             (
                 "dns_catalog_reload_errors_total",
                 "counter",
-                "Catalog loads that failed; the last good table stays.",
+                "Catalog loads, or Kubernetes API calls, that failed; the last good table stays.",
                 &self.catalog_reload_errors,
             ),
             (

@@ -842,3 +842,21 @@ fn watch_stream(
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .unwrap_or_default()
 }
+
+/// A `.global` ServiceEntry as stored in the API server: one HTTP port 8000 behind a gateway
+/// at 198.18.2.1:15443, as in the seed.
+pub fn service_entry(namespace: &str, name: &str, host: &str, address: &str) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "hosts": [host],
+            "location": "MESH_INTERNAL",
+            "ports": [{"name": "http1", "number": 8000, "protocol": "http"}],
+            "resolution": "DNS",
+            "addresses": [address],
+            "endpoints": [{"address": "198.18.2.1", "ports": {"http1": 15443}}],
+        }
+    })
+}

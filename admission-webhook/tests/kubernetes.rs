@@ -1,0 +1,169 @@
+//! `serve --kubernetes` and `audit --kubernetes` against the API-compatible test server: the
+//! catalog follows the API, reservations end when the admitted object is watched, and the
+//! webhook is unready until its first list is in.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{review, service_entry, Start, Webhook, BIN};
+use fake_apiserver::FakeApiServer;
+use serde_json::Value;
+
+const V1: &str = "admission.k8s.io/v1";
+
+fn create(uid: &str, name: &str, address: &str, dry_run: bool) -> Value {
+    review(
+        V1,
+        uid,
+        "CREATE",
+        Some(service_entry(name, address, 15443)),
+        None,
+        dry_run,
+    )
+}
+
+/// The same object as stored in the API server after an admitted CREATE.
+fn stored(name: &str, address: &str) -> Value {
+    fake_apiserver::service_entry("foo", name, &format!("{name}.bar.global"), address)
+}
+
+fn start(kubeconfig: &Path) -> Webhook {
+    Webhook::start(Start {
+        service_entries: Vec::new(),
+        extra: vec![
+            "--kubernetes".into(),
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+        ],
+        wait_ready: false,
+        ..Start::default()
+    })
+}
+
+fn allowed(webhook: &Webhook, review: &Value) -> bool {
+    webhook.review(review)["response"]["allowed"] == true
+}
+
+#[test]
+fn serve_follows_the_api_server() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(FakeApiServer::start());
+    fake.create(stored("httpbin-bar", "127.255.0.2"));
+    fake.hold_lists(true);
+    let dir = tempfile::tempdir().unwrap();
+    let webhook = start(&fake.write_kubeconfig(dir.path()));
+
+    // Not ready, and ServiceEntries are not admitted, until the first list is in.
+    assert!(webhook.wait_until(|_| !fake.requests().is_empty()));
+    assert_eq!(webhook.admin_get("/readyz").0, 503);
+    assert!(!allowed(
+        &webhook,
+        &create("u-0", "early", "127.255.0.9", true)
+    ));
+    fake.hold_lists(false);
+    assert!(webhook.wait_until(|w| w.admin_get("/readyz").0 == 200));
+
+    // A listed object's address is taken.
+    let answer = webhook.review(&create("u-1", "copy", "127.255.0.2", true));
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("127.255.0.2 is already used by ServiceEntry foo/httpbin-bar"),
+        "{message}"
+    );
+
+    // MODIFIED frees the old address; DELETED frees the new one.
+    fake.update(stored("httpbin-bar", "127.255.0.50"));
+    assert!(webhook.wait_until(|w| allowed(w, &create("u-2", "copy", "127.255.0.2", true))));
+    assert!(!allowed(
+        &webhook,
+        &create("u-3", "copy", "127.255.0.50", true)
+    ));
+    fake.delete("foo", "httpbin-bar");
+    assert!(webhook.wait_until(|w| allowed(w, &create("u-4", "copy", "127.255.0.50", true))));
+
+    // An admitted CREATE holds its address until the object shows up in the watch.
+    assert!(allowed(
+        &webhook,
+        &create("u-5", "new", "127.255.0.60", false)
+    ));
+    assert_eq!(webhook.metric("admission_reservations"), 1.0);
+    fake.create(stored("new", "127.255.0.60"));
+    assert!(webhook.wait_until(|w| w.metric("admission_reservations") == 0.0));
+    assert_eq!(webhook.metric("admission_catalog_entries"), 1.0);
+    let answer = webhook.review(&create("u-6", "again", "127.255.0.60", true));
+    assert!(answer["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already used by ServiceEntry foo/new"));
+
+    // A 410 in the watch: the webhook re-lists and stays ready.
+    let lists = webhook.metric("admission_catalog_lists_total");
+    assert_eq!(lists, 1.0);
+    fake.expire_watches();
+    assert!(webhook.wait_until(|w| w.metric("admission_catalog_lists_total") == lists + 1.0));
+    assert_eq!(webhook.admin_get("/readyz").0, 200);
+    assert!(webhook.metric("admission_catalog_watch_events_total") >= 3.0);
+}
+
+fn audit(kubeconfig: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["audit", "--kubernetes", "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn audit_lists_the_api_server() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fake = runtime.block_on(FakeApiServer::start());
+    fake.create(stored("httpbin-bar", "127.255.0.2"));
+    let mut elsewhere = stored("httpbin-copy", "127.255.0.2");
+    elsewhere["metadata"]["namespace"] = "other".into();
+    fake.create(elsewhere);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.write_kubeconfig(dir.path());
+
+    let output = audit(&kubeconfig, &[]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "127.255.0.2/32: foo/httpbin-bar, other/httpbin-copy\n"
+    );
+    let output = audit(&kubeconfig, &["--namespace", "foo"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.path == "/apis/networking.istio.io/v1/namespaces/foo/serviceentries"));
+}
+
+#[test]
+fn audit_says_what_is_wrong_with_the_api_server() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let no_istio = runtime.block_on(FakeApiServer::serving(&[]));
+    let output = audit(&no_istio.write_kubeconfig(dir.path()), &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("networking.istio.io") && stderr.contains("install Istio's CRDs"),
+        "{stderr}"
+    );
+
+    let fake = runtime.block_on(FakeApiServer::start());
+    let output = audit(&fake.write_kubeconfig_with_token(dir.path(), "wrong"), &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Unauthorized"));
+
+    let output = Command::new(BIN)
+        .args(["audit", "--kubeconfig", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--kubernetes"));
+}
