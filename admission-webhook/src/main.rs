@@ -33,7 +33,8 @@ enum Command {
     Audit(AuditArgs),
     /// Write a CA (ca.crt) and a serving pair (tls.crt, tls.key) for the webhook's Service.
     Certs(CertsArgs),
-    /// Print the ValidatingWebhookConfiguration, Service and Deployment.
+    /// Print the ValidatingWebhookConfiguration with the CA bundle filled in (the rest of the
+    /// install is in deploy/).
     Manifests(ManifestsArgs),
 }
 
@@ -133,9 +134,6 @@ struct ManifestsArgs {
     /// PEM CA that signed the serving certificate (ca.crt from `certs`).
     #[arg(long, value_name = "FILE")]
     ca_bundle: PathBuf,
-    /// Container image of the webhook.
-    #[arg(long, default_value = "ghcr.io/globalmesh/admission-webhook:latest")]
-    image: String,
     /// Name of the webhook's Service.
     #[arg(long, default_value = "globalmesh-webhook")]
     service: String,
@@ -304,10 +302,8 @@ fn run_manifests(args: ManifestsArgs) -> anyhow::Result<ExitCode> {
     let config = ManifestConfig {
         namespace: args.namespace,
         service: args.service,
-        image: args.image,
         ca_bundle_pem,
         port: 443,
-        admin_port: 15080,
     };
     print!("{}", manifests::render(&config)?);
     Ok(ExitCode::SUCCESS)

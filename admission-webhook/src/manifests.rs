@@ -1,5 +1,6 @@
-//! `admission-webhook manifests`: the ValidatingWebhookConfiguration, Service and Deployment
-//! that install the webhook, with the CA bundle filled in.
+//! `admission-webhook manifests`: the ValidatingWebhookConfiguration with the CA bundle filled
+//! in. `deploy/webhook/validatingwebhookconfiguration.yaml` is this document with an empty
+//! `caBundle`; the rest of the install (Deployment, Service, RBAC) is in `deploy/`.
 
 use serde_json::{json, Value};
 
@@ -8,11 +9,9 @@ use serde_json::{json, Value};
 pub struct ManifestConfig {
     pub namespace: String,
     pub service: String,
-    pub image: String,
     /// PEM text of the CA that signed the serving certificate.
     pub ca_bundle_pem: String,
     pub port: u16,
-    pub admin_port: u16,
 }
 
 /// Standard base64 of bytes (the `caBundle` field).
@@ -43,7 +42,7 @@ pub fn webhook_configuration(config: &ManifestConfig) -> Value {
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": "globalmesh-serviceentries", "labels": {"app.kubernetes.io/name": "globalmesh-webhook"}},
+        "metadata": {"name": "globalmesh-serviceentries", "labels": {"app.kubernetes.io/name": "globalmesh-webhook", "app.kubernetes.io/part-of": "globalmesh"}},
         "webhooks": [{
             "name": WEBHOOK_NAME,
             "admissionReviewVersions": ["v1", "v1beta1"],
@@ -73,75 +72,13 @@ pub fn webhook_configuration(config: &ManifestConfig) -> Value {
     })
 }
 
-pub fn service(config: &ManifestConfig) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": config.service, "namespace": config.namespace, "labels": {"app.kubernetes.io/name": "globalmesh-webhook"}},
-        "spec": {
-            "selector": {"app.kubernetes.io/name": "globalmesh-webhook"},
-            "ports": [{"name": "https", "port": config.port, "targetPort": "https"}]
-        }
-    })
-}
-
-pub fn deployment(config: &ManifestConfig) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": config.service, "namespace": config.namespace, "labels": {"app.kubernetes.io/name": "globalmesh-webhook"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": "globalmesh-webhook"}},
-            "template": {
-                "metadata": {"labels": {"app.kubernetes.io/name": "globalmesh-webhook"}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "webhook",
-                        "image": config.image,
-                        "args": [
-                            "serve",
-                            "--listen", format!("0.0.0.0:{}", 8443),
-                            "--admin", format!("0.0.0.0:{}", config.admin_port),
-                            "--tls-cert", "/etc/webhook/tls/tls.crt",
-                            "--tls-key", "/etc/webhook/tls/tls.key",
-                            "--service-entries", "/etc/webhook/serviceentries"
-                        ],
-                        "ports": [
-                            {"name": "https", "containerPort": 8443},
-                            {"name": "admin", "containerPort": config.admin_port}
-                        ],
-                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 5},
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10},
-                        "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [
-                            {"name": "tls", "mountPath": "/etc/webhook/tls", "readOnly": true},
-                            {"name": "serviceentries", "mountPath": "/etc/webhook/serviceentries", "readOnly": true}
-                        ]
-                    }],
-                    "volumes": [
-                        {"name": "tls", "secret": {"secretName": format!("{}-tls", config.service)}},
-                        {"name": "serviceentries", "configMap": {"name": "globalmesh-serviceentries", "optional": true}}
-                    ]
-                }
-            }
-        }
-    })
-}
-
-/// All three documents as multi-document YAML.
+/// The configuration as a YAML document, ready for `kubectl apply -f -` or to replace
+/// `deploy/webhook/validatingwebhookconfiguration.yaml`.
 pub fn render(config: &ManifestConfig) -> Result<String, serde_norway::Error> {
-    let mut out = String::new();
-    for doc in [
-        webhook_configuration(config),
-        service(config),
-        deployment(config),
-    ] {
-        out.push_str("---\n");
-        out.push_str(&serde_norway::to_string(&doc)?);
-    }
+    let mut out = String::from(
+        "# Written by `admission-webhook manifests`; caBundle is the CA that signed the webhook's\n# serving certificate.\n",
+    );
+    out.push_str(&serde_norway::to_string(&webhook_configuration(config))?);
     Ok(out)
 }
 
@@ -153,10 +90,8 @@ mod tests {
         ManifestConfig {
             namespace: "globalmesh".into(),
             service: "globalmesh-webhook".into(),
-            image: "globalmesh/admission-webhook:dev".into(),
             ca_bundle_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
             port: 443,
-            admin_port: 15080,
         }
     }
 
@@ -192,20 +127,9 @@ mod tests {
     }
 
     #[test]
-    fn renders_three_yaml_documents() {
-        use serde::Deserialize;
+    fn renders_one_yaml_document() {
         let text = render(&config()).unwrap();
-        let kinds: Vec<String> = serde_norway::Deserializer::from_str(&text)
-            .map(|doc| {
-                Value::deserialize(doc).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(
-            kinds,
-            ["ValidatingWebhookConfiguration", "Service", "Deployment"]
-        );
+        let value: Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(value, webhook_configuration(&config()));
     }
 }
