@@ -98,13 +98,20 @@ fn serve_follows_the_api_server() {
         .unwrap()
         .contains("already used by ServiceEntry foo/new"));
 
+    // Garbage in the watch is counted and skipped; the next change still arrives.
+    let errors = webhook.metric("admission_catalog_reload_errors_total");
+    fake.send_garbage();
+    fake.delete("foo", "new");
+    assert!(webhook.wait_until(|w| allowed(w, &create("u-7", "again", "127.255.0.60", true))));
+    assert!(webhook.metric("admission_catalog_reload_errors_total") > errors);
+
     // A 410 in the watch: the webhook re-lists and stays ready.
     let lists = webhook.metric("admission_catalog_lists_total");
     assert_eq!(lists, 1.0);
     fake.expire_watches();
     assert!(webhook.wait_until(|w| w.metric("admission_catalog_lists_total") == lists + 1.0));
     assert_eq!(webhook.admin_get("/readyz").0, 200);
-    assert!(webhook.metric("admission_catalog_watch_events_total") >= 3.0);
+    assert!(webhook.metric("admission_catalog_watch_events_total") >= 4.0);
 }
 
 fn audit(kubeconfig: &Path, extra: &[&str]) -> std::process::Output {

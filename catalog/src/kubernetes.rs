@@ -10,6 +10,8 @@
 //!   a `410 Gone` lists again, and the new list replaces the whole view through
 //!   [`Sink::reset`], which also drops objects deleted while the watch was down. Errors are
 //!   retried with exponential backoff (0.8 s to 30 s); the last good view keeps serving.
+//! - **Batching**: [`Sink::flush`] follows each run of changes, at most once per
+//!   [`FLUSH_INTERVAL`], so a burst of events costs one rebuild of a derived table.
 //! - **Readiness**: nothing reaches the sink before the first complete list, so a server that
 //!   reports ready only after its first [`Sink::reset`] is ready exactly when it is in sync.
 
@@ -31,6 +33,8 @@ pub const GROUP: &str = "networking.istio.io";
 pub const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
 const KIND: &str = "ServiceEntry";
 const PLURAL: &str = "serviceentries";
+/// Shortest time between two flushes: changes arriving closer together are flushed together.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// Objects per list page by default, as kube-runtime's watcher and kubectl ask.
 pub const PAGE_SIZE: u32 = 500;
 
@@ -92,8 +96,9 @@ pub trait Sink: Send {
     fn apply(&mut self, entry: ServiceEntry);
     /// An object was deleted (or changed into one that cannot be read).
     fn delete(&mut self, key: &ObjectKey);
-    /// Called after each run of changes that arrived together; a sink that rebuilds a table
-    /// rebuilds it here rather than once per change.
+    /// Called after each run of changes that arrived together, at most once per
+    /// [`FLUSH_INTERVAL`]; a sink that rebuilds a table rebuilds it here rather than once per
+    /// change.
     fn flush(&mut self) {}
     /// A problem the source retries or skips by itself.
     fn trouble(&mut self, _trouble: Trouble<'_>) {}
@@ -195,35 +200,70 @@ impl Source {
         let mut stream = std::pin::pin!(stream);
         // Objects of a list in progress; the view changes only when it is complete.
         let mut listing: Option<Vec<ServiceEntry>> = None;
-        while let Some(first) = stream.next().await {
-            let mut item = Some(first);
-            while let Some(event) = item.take() {
-                match event {
-                    Ok(Event::Init) => listing = Some(Vec::new()),
-                    Ok(Event::InitApply(object)) => match self.entry(object) {
-                        Ok(entry) => listing.get_or_insert_with(Vec::new).push(entry),
-                        Err(e) => sink.trouble(Trouble::Invalid(&e)),
-                    },
-                    Ok(Event::InitDone) => sink.reset(listing.take().unwrap_or_default()),
-                    Ok(Event::Apply(object)) => {
-                        let key = key_of(&object);
-                        match self.entry(object) {
-                            Ok(entry) => sink.apply(entry),
-                            Err(e) => {
-                                sink.trouble(Trouble::Invalid(&e));
-                                sink.delete(&key);
+        let mut last_flush: Option<tokio::time::Instant> = None;
+        let mut ended = false;
+        while !ended {
+            let Some(event) = stream.next().await else {
+                break;
+            };
+            self.handle(event, &mut listing, sink);
+            // Changes within FLUSH_INTERVAL of the last flush wait for the interval to pass, so
+            // that a burst of events costs one flush.
+            if let Some(last) = last_flush.filter(|_| listing.is_none()) {
+                let until = last + FLUSH_INTERVAL;
+                loop {
+                    tokio::select! {
+                        event = stream.next() => match event {
+                            Some(event) => self.handle(event, &mut listing, sink),
+                            None => {
+                                ended = true;
+                                break;
                             }
-                        }
+                        },
+                        () = tokio::time::sleep_until(until) => break,
                     }
-                    Ok(Event::Delete(object)) => sink.delete(&key_of(&object)),
-                    Err(e) => sink.trouble(Trouble::Api(&e.to_string())),
                 }
-                // Take whatever else has already arrived before flushing.
-                item = futures::FutureExt::now_or_never(stream.next()).flatten();
+            }
+            // And whatever else has already arrived.
+            while !ended {
+                match futures::FutureExt::now_or_never(stream.next()) {
+                    Some(Some(event)) => self.handle(event, &mut listing, sink),
+                    Some(None) => ended = true,
+                    None => break,
+                }
             }
             if listing.is_none() {
                 sink.flush();
+                last_flush = Some(tokio::time::Instant::now());
             }
+        }
+    }
+
+    fn handle(
+        &self,
+        event: Result<Event<DynamicObject>, watcher::Error>,
+        listing: &mut Option<Vec<ServiceEntry>>,
+        sink: &mut impl Sink,
+    ) {
+        match event {
+            Ok(Event::Init) => *listing = Some(Vec::new()),
+            Ok(Event::InitApply(object)) => match self.entry(object) {
+                Ok(entry) => listing.get_or_insert_with(Vec::new).push(entry),
+                Err(e) => sink.trouble(Trouble::Invalid(&e)),
+            },
+            Ok(Event::InitDone) => sink.reset(listing.take().unwrap_or_default()),
+            Ok(Event::Apply(object)) => {
+                let key = key_of(&object);
+                match self.entry(object) {
+                    Ok(entry) => sink.apply(entry),
+                    Err(e) => {
+                        sink.trouble(Trouble::Invalid(&e));
+                        sink.delete(&key);
+                    }
+                }
+            }
+            Ok(Event::Delete(object)) => sink.delete(&key_of(&object)),
+            Err(e) => sink.trouble(Trouble::Api(&e.to_string())),
         }
     }
 

@@ -156,7 +156,21 @@ async fn follows_lists_pages_events_drops_and_expiry() {
     .await;
     assert_eq!(rec.keys(), ["bar/a", "bar/c", "foo/d"]);
     assert_eq!(rec.resets(), 1, "watch events must not re-list");
-    assert!(rec.0.lock().unwrap().flushes >= 3);
+    rec.until("a flush after the changes", |r| r.flushes >= 2)
+        .await;
+
+    // Garbage in the watch stream is reported and skipped; the next event still arrives.
+    fake.send_garbage();
+    fake.create(se("bar", "h", "h.bar.global", "127.255.0.13"));
+    rec.until("h after garbage", |r| {
+        r.view.contains_key(&ObjectKey::new("bar", "h"))
+    })
+    .await;
+    fake.delete("bar", "h");
+    rec.until("h deleted", |r| {
+        !r.view.contains_key(&ObjectKey::new("bar", "h"))
+    })
+    .await;
 
     // A dropped connection: the watch resumes from the last resourceVersion, no new list.
     let rv = fake.resource_version();
@@ -191,11 +205,24 @@ async fn follows_lists_pages_events_drops_and_expiry() {
     rec.until("the re-list", |r| r.resets == 2).await;
     assert_eq!(rec.keys(), ["bar/a", "bar/e", "bar/f", "foo/d"]);
 
+    // A re-list that answers with a cut-off body: reported, retried, and the view stays.
+    fake.break_lists(2);
+    fake.expire_watches();
+    fake.create(se("bar", "i", "i.bar.global", "127.255.0.14"));
+    rec.until("the re-list after two broken ones", |r| r.resets == 3)
+        .await;
+    assert!(rec.keys().contains(&"bar/i".to_string()));
+    let troubles = rec.0.lock().unwrap().api_troubles.clone();
+    assert!(
+        troubles.iter().filter(|t| t.contains("list")).count() >= 2,
+        "{troubles:?}"
+    );
+
     // A watch that resumes from a compacted resourceVersion gets an ERROR 410 and re-lists.
     fake.drop_watches();
     fake.create(se("bar", "g", "g.bar.global", "127.255.0.12"));
     fake.compact();
-    rec.until("the re-list after compaction", |r| r.resets == 3)
+    rec.until("the re-list after compaction", |r| r.resets == 4)
         .await;
     assert!(rec.keys().contains(&"bar/g".to_string()));
     assert!(rec
@@ -342,5 +369,31 @@ async fn unreadable_objects_are_left_out_and_reported() {
             .iter()
             .any(|e| e.contains("bar/a") && e.contains("hostz")),
         "{invalid:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_changes_is_flushed_together() {
+    let fake = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rec = follow(&fake, dir.path(), Settings::default()).await;
+    rec.until("the first list", |r| r.resets == 1).await;
+    assert!(fake.wait_for_requests(Request::is_watch, 1, WAIT).await);
+    let before = rec.0.lock().unwrap().flushes;
+    for i in 0..100 {
+        fake.create(se(
+            "bar",
+            &format!("s{i}"),
+            &format!("s{i}.bar.global"),
+            &format!("127.255.1.{i}"),
+        ));
+    }
+    rec.until("the burst", |r| r.view.len() == 100).await;
+    // Flushed after the last change, and far fewer times than there were changes.
+    tokio::time::sleep(kubernetes::FLUSH_INTERVAL * 2).await;
+    let flushes = rec.0.lock().unwrap().flushes - before;
+    assert!(
+        (1..=10).contains(&flushes),
+        "{flushes} flushes for 100 changes"
     );
 }

@@ -90,6 +90,30 @@ fn answers_follow_the_api_server() {
         == "NXDOMAIN"));
     assert_eq!(answers(&shim, "httpbin.bar.global"), ["127.255.0.99"]);
 
+    // A line of garbage in the watch, then a re-list answered with a cut-off body: both are
+    // counted, the table keeps answering, and the next change still arrives.
+    let errors = shim.metric("dns_catalog_reload_errors_total");
+    fake.send_garbage();
+    fake.create(service_entry(
+        "baz",
+        "after",
+        "after.baz.global",
+        "127.255.0.32",
+    ));
+    assert!(eventually(100, || answers(&shim, "after.baz.global")
+        == ["127.255.0.32"]));
+    fake.break_lists(1);
+    fake.expire_watches();
+    assert!(eventually(100, || shim
+        .metric("dns_catalog_reload_errors_total")
+        >= errors + 3.0));
+    assert_eq!(answers(&shim, "httpbin.bar.global"), ["127.255.0.99"]);
+    fake.delete("baz", "after");
+    assert!(eventually(100, || shim
+        .dig(&["after.baz.global", "A"])
+        .status
+        == "NXDOMAIN"));
+
     // An object that cannot be read is left out and counted; the others keep answering.
     let mut bad = service_entry("baz", "bad", "bad.baz.global", "127.255.0.40");
     bad["spec"]["ports"] = json!("eighty");

@@ -21,7 +21,8 @@
 //! Tests drive it: [`FakeApiServer::create`], [`update`](FakeApiServer::update) and
 //! [`delete`](FakeApiServer::delete) change the store; [`compact`](FakeApiServer::compact),
 //! [`expire_watches`](FakeApiServer::expire_watches), [`drop_watches`](FakeApiServer::drop_watches),
-//! [`bookmark`](FakeApiServer::bookmark) and [`hold_lists`](FakeApiServer::hold_lists) make
+//! [`bookmark`](FakeApiServer::bookmark), [`hold_lists`](FakeApiServer::hold_lists),
+//! [`send_garbage`](FakeApiServer::send_garbage) and [`break_lists`](FakeApiServer::break_lists) make
 //! the situations a client must survive; [`requests`](FakeApiServer::requests) tells what it
 //! asked.
 
@@ -97,6 +98,8 @@ struct Store {
     bookmarks: u64,
     drops: u64,
     expiries: u64,
+    garbage: u64,
+    broken_lists: usize,
     uid: u64,
     log: Vec<Request>,
 }
@@ -154,6 +157,8 @@ impl FakeApiServer {
             bookmarks: 0,
             drops: 0,
             expiries: 0,
+            garbage: 0,
+            broken_lists: 0,
             uid: 0,
             log: Vec::new(),
         };
@@ -317,6 +322,17 @@ impl FakeApiServer {
     pub fn bookmark(&self) {
         self.shared.lock().bookmarks += 1;
         self.shared.notify();
+    }
+
+    /// Writes a line that is not JSON into every open watch stream.
+    pub fn send_garbage(&self) {
+        self.shared.lock().garbage += 1;
+        self.shared.notify();
+    }
+
+    /// Answers the next `count` lists with HTTP 200 and a body cut off mid-object.
+    pub fn break_lists(&self, count: usize) {
+        self.shared.lock().broken_lists = count;
     }
 
     /// While held, list requests wait (a slow or busy API server).
@@ -604,7 +620,23 @@ fn list(
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return bad("limit: invalid value"),
     };
-    let store = shared.lock();
+    let mut store = shared.lock();
+    if store.broken_lists > 0 {
+        store.broken_lists -= 1;
+        let body = format!(
+            "{{\"apiVersion\":\"{GROUP}/{version}\",\"kind\":\"ServiceEntryList\",\"metadata\":{{\"resourceVersion\":\"{}\"}},\"items\":[{{\"metadata\":",
+            store.rv
+        );
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(
+                Full::new(Bytes::from(body))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .unwrap_or_default();
+    }
     let (rv, objects, after) = if let Some(token) = request.param("continue") {
         if request
             .param("resourceVersion")
@@ -727,7 +759,7 @@ fn watch_stream(
     let mut changed = shared.changed.subscribe();
     let start = {
         let store = shared.lock();
-        (store.bookmarks, store.drops, store.expiries)
+        (store.bookmarks, store.drops, store.expiries, store.garbage)
     };
     // Work out, under the lock, what to send first.
     let mut frames = Vec::new();
@@ -769,7 +801,7 @@ fn watch_stream(
     }
     let shared_events = Arc::clone(shared);
     tokio::spawn(async move {
-        let (mut bookmarks_seen, drops_seen, expiries_seen) = start;
+        let (mut bookmarks_seen, drops_seen, expiries_seen, mut garbage_seen) = start;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
         for frame in frames.drain(..) {
             if tx.send(frame).await.is_err() {
@@ -797,6 +829,12 @@ fn watch_stream(
                     ));
                     sent = u64::MAX;
                 } else {
+                    if store.garbage != garbage_seen {
+                        garbage_seen = store.garbage;
+                        out.push(Ok(Frame::data(Bytes::from_static(
+                            b"{\"type\":\"ADDED\",\"object\":{not json\n",
+                        ))));
+                    }
                     for event in store.events.iter().filter(|e| e.rv > sent) {
                         if in_namespace(&event.key, namespace.as_deref()) {
                             out.push(line(event.kind, served(&event.object, &version)));
