@@ -1,7 +1,7 @@
 //! The cluster's ServiceEntries as the webhook sees them, plus the addresses of objects it
 //! admitted that have not shown up yet (reservations).
 //!
-//! Sources (files today, the Kubernetes API later) feed the catalog through [`Catalog::replace_all`],
+//! Sources (files, or the Kubernetes API) feed the catalog through [`Catalog::replace_all`],
 //! [`Catalog::upsert`] and [`Catalog::remove`]. Reviews are decided and claimed under one lock,
 //! so of two CREATEs for the same address in quick succession only the first is admitted.
 //! Reservations live in this process only: replicas do not share them (see the README).

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use admission_webhook::check::{self, CheckConfig, Format};
 use admission_webhook::manifests::{self, ManifestConfig};
-use admission_webhook::server::{self, ServeConfig, Source};
+use admission_webhook::server::{self, ServeConfig};
 use anyhow::Context;
-use catalog::kubernetes;
+use catalog::{kubernetes, Source};
 use clap::{Args, Parser, Subcommand};
 use policy::Options;
 

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use catalog::kubernetes;
+use catalog::{kubernetes, Source};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -349,15 +349,6 @@ pub fn watch_files(
     let reload = load.clone();
     load();
     Ok(catalog::watch::watch(&paths, reload)?)
-}
-
-/// Where the cluster's ServiceEntries come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// Files and directories, reloaded when they change.
-    Files(Vec<PathBuf>),
-    /// The Kubernetes API, listed and watched.
-    Kubernetes(kubernetes::Settings),
 }
 
 /// Feeds the catalog from the Kubernetes source; the catalog is ready after the first list.

@@ -1,4 +1,5 @@
-//! Native sources of ServiceEntries for the globalmesh servers and tools: files and directories.
+//! Native sources of ServiceEntries for the globalmesh servers and tools: files and directories,
+//! and (feature `kubernetes`) the Kubernetes API.
 //!
 //! A directory is walked recursively for `.yaml`, `.yml` and `.json` files in name order.
 //! Names starting with `.` are skipped: Kubernetes ConfigMap and Secret volumes keep their
@@ -8,6 +9,16 @@
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod watch;
+
+/// Where a server takes the cluster's ServiceEntries from.
+#[cfg(feature = "kubernetes")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Files and directories, watched for changes.
+    Files(Vec<PathBuf>),
+    /// The Kubernetes API, listed and watched.
+    Kubernetes(kubernetes::Settings),
+}
 
 use std::collections::HashSet;
 use std::fs;

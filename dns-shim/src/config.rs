@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use catalog::kubernetes;
+use catalog::{kubernetes, Source};
 use policy::{Options, OptionsError};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:53";
@@ -72,15 +72,6 @@ pub struct Config {
     pub tcp_timeout: Duration,
     pub udp_sockets: usize,
     pub udp_loop: UdpLoop,
-}
-
-/// Where the ServiceEntries come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// Files and directories, watched for changes.
-    Files(Vec<PathBuf>),
-    /// The Kubernetes API, listed and watched.
-    Kubernetes(kubernetes::Settings),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::catalog::Catalog;
-use crate::config::{Config, Source, UdpLoop, UPSTREAM_SOCKETS};
+use ::catalog::Source;
+
+use crate::config::{Config, UdpLoop, UPSTREAM_SOCKETS};
 use crate::forward::Forwarder;
 use crate::handler::{Handler, Shared};
 use crate::metrics::Metrics;
