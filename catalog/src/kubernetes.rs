@@ -4,7 +4,8 @@
 //! - **Connection**: `--kubeconfig` when given, else `KUBECONFIG`, `~/.kube/config`, or the
 //!   pod's service account (kube-rs's `Config::infer`).
 //! - **Version**: the API server's discovery picks the first served of `v1`, `v1beta1` and
-//!   `v1alpha3`, so clusters with an older Istio work too.
+//!   `v1alpha3`, so clusters with an older Istio work too; when that version starts answering
+//!   404, discovery runs again.
 //! - **Sync**: kube-runtime's watcher lists (in pages), then watches from the list's
 //!   resourceVersion with bookmarks. A dropped watch resumes from the last resourceVersion seen;
 //!   a `410 Gone` lists again, and the new list replaces the whole view through
@@ -186,7 +187,7 @@ impl Source {
         }
     }
 
-    /// Follows the API server for ever, feeding `sink`.
+    /// Follows the API server, feeding `sink`, until the version in use is no longer served.
     pub async fn follow(&self, sink: &mut impl Sink) {
         let config = watcher::Config::default().page_size(self.page_size);
         let stream = watcher::watcher(self.api(), config).default_backoff();
@@ -206,6 +207,13 @@ impl Source {
             let Some(event) = stream.next().await else {
                 break;
             };
+            if self.is_gone(&event) {
+                sink.trouble(Trouble::Api(&format!(
+                    "{} is no longer served (404); asking the API server again which version it serves",
+                    self.resource.api_version
+                )));
+                return;
+            }
             self.handle(event, &mut listing, sink);
             // Changes within FLUSH_INTERVAL of the last flush wait for the interval to pass, so
             // that a burst of events costs one flush.
@@ -237,6 +245,17 @@ impl Source {
                 last_flush = Some(tokio::time::Instant::now());
             }
         }
+    }
+
+    /// Whether a list or watch was answered 404: the version in use is gone (an Istio upgrade
+    /// removed it, or its CRD was deleted).
+    fn is_gone(&self, event: &Result<Event<DynamicObject>, watcher::Error>) -> bool {
+        matches!(
+            event,
+            Err(watcher::Error::InitialListFailed(kube::Error::Api(status))
+                | watcher::Error::WatchStartFailed(kube::Error::Api(status)))
+                if status.code == 404
+        )
     }
 
     fn handle(
@@ -284,21 +303,26 @@ impl Source {
     }
 }
 
-/// Connects (retrying with backoff until it succeeds) and follows the API server for ever.
+/// Connects (retrying with backoff until it succeeds) and follows the API server for ever;
+/// when the version in use stops being served, discovers the version again.
 pub async fn run(settings: Settings, mut sink: impl Sink) {
-    let mut delay = Duration::from_millis(800);
-    let source = loop {
-        match Source::connect(&settings).await {
-            Ok(source) => break source,
+    const FIRST: Duration = Duration::from_millis(800);
+    let mut delay = FIRST;
+    loop {
+        let source = match Source::connect(&settings).await {
+            Ok(source) => source,
             Err(e) => {
                 sink.trouble(Trouble::Api(&e.to_string()));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
+                continue;
             }
-        }
-    };
-    tracing::info!(server = source.server(), api_version = source.api_version(), namespace = ?settings.namespace, "watching ServiceEntries");
-    source.follow(&mut sink).await;
+        };
+        tracing::info!(server = source.server(), api_version = source.api_version(), namespace = ?settings.namespace, "watching ServiceEntries");
+        source.follow(&mut sink).await;
+        tokio::time::sleep(delay).await;
+        delay = FIRST;
+    }
 }
 
 fn key_of(object: &DynamicObject) -> ObjectKey {

@@ -397,3 +397,31 @@ async fn a_burst_of_changes_is_flushed_together() {
         "{flushes} flushes for 100 changes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_goes_away_is_discovered_again() {
+    let fake = FakeApiServer::serving(&["v1alpha3", "v1beta1"]).await;
+    fake.create(se("bar", "a", "a.bar.global", "127.255.0.2"));
+    let dir = tempfile::tempdir().unwrap();
+    let rec = follow(&fake, dir.path(), Settings::default()).await;
+    rec.until("the first list", |r| r.resets == 1).await;
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.is_list() && r.path.contains("/v1beta1/")));
+    // An upgrade serves v1 and drops v1beta1; the watch is cut on the way.
+    fake.serve_versions(&["v1", "v1alpha3"]);
+    fake.drop_watches();
+    fake.create(se("bar", "b", "b.bar.global", "127.255.0.3"));
+    rec.until("a list of v1", |r| r.resets == 2).await;
+    assert_eq!(rec.keys(), ["bar/a", "bar/b"]);
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.is_list() && r.path.contains("/v1/")));
+    let troubles = rec.0.lock().unwrap().api_troubles.clone();
+    assert!(
+        troubles.iter().any(|t| t.contains("no longer served")),
+        "{troubles:?}"
+    );
+}

@@ -324,6 +324,11 @@ impl FakeApiServer {
         self.shared.notify();
     }
 
+    /// Changes the versions of networking.istio.io served from now on (an Istio upgrade).
+    pub fn serve_versions(&self, versions: &[&str]) {
+        self.shared.lock().versions = versions.iter().map(|v| v.to_string()).collect();
+    }
+
     /// Writes a line that is not JSON into every open watch stream.
     pub fn send_garbage(&self) {
         self.shared.lock().garbage += 1;
