@@ -89,17 +89,6 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 async fn validate(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    if !is_json(&headers) {
-        let got = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none");
-        return reject(
-            &app,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type {got:?} is not application/json"),
-        );
-    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -136,6 +125,19 @@ async fn validate(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
+    // Checked after the body is read: answering first would reset an HTTP/2 stream that the
+    // client is still sending on, and the client would see the reset instead of the status.
+    if !is_json(&headers) {
+        let got = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        return reject(
+            &app,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type {got:?} is not application/json"),
+        );
+    }
     let started = Instant::now();
     let (api_version, request) = match review::parse(&bytes) {
         Ok(parsed) => parsed,

@@ -256,12 +256,20 @@ impl Drop for Webhook {
     }
 }
 
+/// Status and body; when curl got no status (0), the body carries curl's error instead.
 fn parse_curl(output: &Output) -> (u16, String) {
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    match text.rsplit_once('\n') {
+    let (status, body) = match text.rsplit_once('\n') {
         Some((body, code)) => (code.trim().parse().unwrap_or(0), body.to_string()),
         None => (text.trim().parse().unwrap_or(0), String::new()),
+    };
+    if status == 0 {
+        return (
+            0,
+            format!("curl: {}{body}", String::from_utf8_lossy(&output.stderr)),
+        );
     }
+    (status, body)
 }
 
 /// A `.global` ServiceEntry as `kubectl apply` sends it.
