@@ -10,7 +10,8 @@
 //!   resourceVersion with bookmarks. A dropped watch resumes from the last resourceVersion seen;
 //!   a `410 Gone` lists again, and the new list replaces the whole view through
 //!   [`Sink::reset`], which also drops objects deleted while the watch was down. Errors are
-//!   retried with exponential backoff (0.8 s to 30 s); the last good view keeps serving.
+//!   retried with exponential backoff (0.8 s doubling to 30 s, with jitter, reset by the next
+//!   success); the last good view keeps serving.
 //! - **Batching**: [`Sink::flush`] follows each run of changes, at most once per
 //!   [`FLUSH_INTERVAL`], so a burst of events costs one rebuild of a derived table.
 //! - **Readiness**: nothing reaches the sink before the first complete list, so a server that
@@ -23,7 +24,6 @@ use futures::{Stream, StreamExt};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Config};
 use policy::document::{decode, DecodeError};
 use policy::{ObjectKey, ServiceEntry};
@@ -85,7 +85,8 @@ pub enum Trouble<'a> {
     /// Connecting, discovery, a list or a watch failed; retried after a backoff.
     Api(&'a str),
     /// An object in the API server that is not a ServiceEntry globalmesh can read. It is left
-    /// out of the view (an earlier version of it too).
+    /// out of the view (an earlier version of it is deleted first). Objects of a list are
+    /// reported right after its [`Sink::reset`].
     Invalid(&'a DecodeError),
 }
 
@@ -190,7 +191,9 @@ impl Source {
     /// Follows the API server, feeding `sink`, until the version in use is no longer served.
     pub async fn follow(&self, sink: &mut impl Sink) {
         let config = watcher::Config::default().page_size(self.page_size);
-        let stream = watcher::watcher(self.api(), config).default_backoff();
+        // Backoff is drive's own: kube-runtime's resets on every Ok item, and the watcher sends
+        // one (Init) before every list, so failing lists would be retried about once a second.
+        let stream = watcher::watcher(self.api(), config);
         self.drive(stream, sink).await;
     }
 
@@ -199,30 +202,24 @@ impl Source {
         S: Stream<Item = Result<Event<DynamicObject>, watcher::Error>>,
     {
         let mut stream = std::pin::pin!(stream);
-        // Objects of a list in progress; the view changes only when it is complete.
-        let mut listing: Option<Vec<ServiceEntry>> = None;
+        // A list in progress; the view changes only when it is complete.
+        let mut listing: Option<Listing> = None;
         let mut last_flush: Option<tokio::time::Instant> = None;
-        let mut ended = false;
-        while !ended {
+        let mut backoff = Backoff::default();
+        loop {
             let Some(event) = stream.next().await else {
-                break;
-            };
-            if self.is_gone(&event) {
-                sink.trouble(Trouble::Api(&format!(
-                    "{} is no longer served (404); asking the API server again which version it serves",
-                    self.resource.api_version
-                )));
                 return;
-            }
-            self.handle(event, &mut listing, sink);
+            };
+            let mut step = self.handle(event, &mut listing, &mut backoff, sink);
+            let mut ended = false;
             // Changes within FLUSH_INTERVAL of the last flush wait for the interval to pass, so
             // that a burst of events costs one flush.
-            if let Some(last) = last_flush.filter(|_| listing.is_none()) {
+            if let Some(last) = last_flush.filter(|_| step == Step::Ok && listing.is_none()) {
                 let until = last + FLUSH_INTERVAL;
-                loop {
+                while step == Step::Ok {
                     tokio::select! {
                         event = stream.next() => match event {
-                            Some(event) => self.handle(event, &mut listing, sink),
+                            Some(event) => step = self.handle(event, &mut listing, &mut backoff, sink),
                             None => {
                                 ended = true;
                                 break;
@@ -233,9 +230,11 @@ impl Source {
                 }
             }
             // And whatever else has already arrived.
-            while !ended {
+            while step == Step::Ok && !ended {
                 match futures::FutureExt::now_or_never(stream.next()) {
-                    Some(Some(event)) => self.handle(event, &mut listing, sink),
+                    Some(Some(event)) => {
+                        step = self.handle(event, &mut listing, &mut backoff, sink)
+                    }
                     Some(None) => ended = true,
                     None => break,
                 }
@@ -244,46 +243,70 @@ impl Source {
                 sink.flush();
                 last_flush = Some(tokio::time::Instant::now());
             }
+            match step {
+                _ if ended => return,
+                Step::Gone => return,
+                Step::Failed => tokio::time::sleep(backoff.delay()).await,
+                Step::Ok => {}
+            }
         }
     }
 
-    /// Whether a list or watch was answered 404: the version in use is gone (an Istio upgrade
-    /// removed it, or its CRD was deleted).
-    fn is_gone(&self, event: &Result<Event<DynamicObject>, watcher::Error>) -> bool {
-        matches!(
-            event,
-            Err(watcher::Error::InitialListFailed(kube::Error::Api(status))
-                | watcher::Error::WatchStartFailed(kube::Error::Api(status)))
-                if status.code == 404
-        )
-    }
-
+    /// Applies one event of the watcher to the listing in progress or to the sink.
     fn handle(
         &self,
         event: Result<Event<DynamicObject>, watcher::Error>,
-        listing: &mut Option<Vec<ServiceEntry>>,
+        listing: &mut Option<Listing>,
+        backoff: &mut Backoff,
         sink: &mut impl Sink,
-    ) {
+    ) -> Step {
         match event {
-            Ok(Event::Init) => *listing = Some(Vec::new()),
-            Ok(Event::InitApply(object)) => match self.entry(object) {
-                Ok(entry) => listing.get_or_insert_with(Vec::new).push(entry),
-                Err(e) => sink.trouble(Trouble::Invalid(&e)),
-            },
-            Ok(Event::InitDone) => sink.reset(listing.take().unwrap_or_default()),
+            Ok(Event::Init) => *listing = Some(Listing::default()),
+            Ok(Event::InitApply(object)) => {
+                let listing = listing.get_or_insert_with(Listing::default);
+                match self.entry(object) {
+                    Ok(entry) => listing.entries.push(entry),
+                    Err(e) => listing.invalid.push(e),
+                }
+            }
+            Ok(Event::InitDone) => {
+                let Listing { entries, invalid } = listing.take().unwrap_or_default();
+                sink.reset(entries);
+                // After the reset, so that a sink counting unreadable objects starts afresh.
+                for e in &invalid {
+                    sink.trouble(Trouble::Invalid(e));
+                }
+                backoff.reset();
+            }
             Ok(Event::Apply(object)) => {
                 let key = key_of(&object);
                 match self.entry(object) {
                     Ok(entry) => sink.apply(entry),
                     Err(e) => {
-                        sink.trouble(Trouble::Invalid(&e));
+                        // The earlier version leaves the view; then the object is reported.
                         sink.delete(&key);
+                        sink.trouble(Trouble::Invalid(&e));
                     }
                 }
+                backoff.reset();
             }
-            Ok(Event::Delete(object)) => sink.delete(&key_of(&object)),
-            Err(e) => sink.trouble(Trouble::Api(&e.to_string())),
+            Ok(Event::Delete(object)) => {
+                sink.delete(&key_of(&object));
+                backoff.reset();
+            }
+            Err(e) if is_gone(&e) => {
+                sink.trouble(Trouble::Api(&format!(
+                    "{} is no longer served (404); asking the API server again which version it serves",
+                    self.resource.api_version
+                )));
+                return Step::Gone;
+            }
+            Err(e) => {
+                sink.trouble(Trouble::Api(&e.to_string()));
+                return Step::Failed;
+            }
         }
+        Step::Ok
     }
 
     fn entry(&self, mut object: DynamicObject) -> Result<ServiceEntry, DecodeError> {
@@ -306,23 +329,85 @@ impl Source {
 /// Connects (retrying with backoff until it succeeds) and follows the API server for ever;
 /// when the version in use stops being served, discovers the version again.
 pub async fn run(settings: Settings, mut sink: impl Sink) {
-    const FIRST: Duration = Duration::from_millis(800);
-    let mut delay = FIRST;
+    let mut backoff = Backoff::default();
     loop {
-        let source = match Source::connect(&settings).await {
-            Ok(source) => source,
-            Err(e) => {
-                sink.trouble(Trouble::Api(&e.to_string()));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-                continue;
+        match Source::connect(&settings).await {
+            Ok(source) => {
+                tracing::info!(server = source.server(), api_version = source.api_version(), namespace = ?settings.namespace, "watching ServiceEntries");
+                source.follow(&mut sink).await;
             }
-        };
-        tracing::info!(server = source.server(), api_version = source.api_version(), namespace = ?settings.namespace, "watching ServiceEntries");
-        source.follow(&mut sink).await;
-        tokio::time::sleep(delay).await;
-        delay = FIRST;
+            Err(e) => sink.trouble(Trouble::Api(&e.to_string())),
+        }
+        // Connecting failed, or the version in use went away: wait before asking again.
+        tokio::time::sleep(backoff.delay()).await;
     }
+}
+
+/// What [`Source::handle`] made of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Ok,
+    /// An API error: wait for the backoff before the watcher tries again.
+    Failed,
+    /// The version in use is no longer served.
+    Gone,
+}
+
+/// A list in progress: what decoded, and what did not (reported once the list is complete).
+#[derive(Default)]
+struct Listing {
+    entries: Vec<ServiceEntry>,
+    invalid: Vec<DecodeError>,
+}
+
+/// Whether a list or watch was answered 404: the version in use is gone (an Istio upgrade
+/// removed it, or its CRD was deleted).
+fn is_gone(error: &watcher::Error) -> bool {
+    matches!(
+        error,
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            if status.code == 404
+    )
+}
+
+/// Delays between retries after API errors: from [`Backoff::FIRST`] doubling to
+/// [`Backoff::MAX`], each shortened by up to a fifth at random so that many clients (a
+/// dns-shim in every pod) do not retry in step; back to the start after a success.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(800);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    /// The delay to wait now; the one after is twice as long, up to the maximum.
+    fn delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay - delay.mul_f64(jitter() * 0.2)
+    }
+}
+
+/// A number in [0, 1), different on every call.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn key_of(object: &DynamicObject) -> ObjectKey {
@@ -365,19 +450,67 @@ async fn served_version(client: &Client, server: &str) -> Result<&'static str, K
             server: server.to_string(),
         });
     };
+    // A version whose resource list cannot be read is passed over for the next one; the
+    // error is returned only when no version serves ServiceEntries.
+    let mut failure = None;
     for version in VERSIONS {
         if !group.versions.iter().any(|v| v.version == version) {
             continue;
         }
-        let resources = client
+        match client
             .list_api_group_resources(&format!("{GROUP}/{version}"))
             .await
-            .map_err(|e| discovery(e.to_string()))?;
-        if resources.resources.iter().any(|r| r.name == PLURAL) {
-            return Ok(version);
+        {
+            Ok(resources) if resources.resources.iter().any(|r| r.name == PLURAL) => {
+                return Ok(version)
+            }
+            Ok(_) => {}
+            Err(e) => failure = Some(discovery(format!("{GROUP}/{version}: {e}"))),
         }
     }
-    Err(KubeError::NotServed {
+    Err(failure.unwrap_or_else(|| KubeError::NotServed {
         server: server.to_string(),
-    })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_maximum_with_jitter_and_resets() {
+        let mut backoff = Backoff::default();
+        let mut nominal = Backoff::FIRST;
+        for _ in 0..12 {
+            let delay = backoff.delay();
+            assert!(
+                delay <= nominal && delay >= nominal.mul_f64(0.8),
+                "{delay:?} for {nominal:?}"
+            );
+            nominal = (nominal * 2).min(Backoff::MAX);
+        }
+        assert_eq!(backoff.next, Backoff::MAX);
+        backoff.reset();
+        assert!(backoff.delay() <= Backoff::FIRST);
+    }
+
+    #[test]
+    fn only_404_from_a_list_or_watch_start_means_gone() {
+        let status = |code| {
+            Box::new(kube::core::Status {
+                code,
+                ..kube::core::Status::default()
+            })
+        };
+        assert!(is_gone(&watcher::Error::InitialListFailed(
+            kube::Error::Api(status(404))
+        )));
+        assert!(is_gone(&watcher::Error::WatchStartFailed(
+            kube::Error::Api(status(404))
+        )));
+        assert!(!is_gone(&watcher::Error::InitialListFailed(
+            kube::Error::Api(status(403))
+        )));
+        assert!(!is_gone(&watcher::Error::WatchError(status(410))));
+    }
 }

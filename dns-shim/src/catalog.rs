@@ -142,7 +142,8 @@ impl Catalog {
 pub struct KubeSink {
     catalog: Arc<Catalog>,
     entries: BTreeMap<ObjectKey, HostEntry>,
-    /// Objects in the API server that could not be read, for the `dns_catalog_skipped` gauge.
+    /// Objects in the API server now that could not be read, for the `dns_catalog_skipped`
+    /// gauge.
     invalid: BTreeSet<ObjectKey>,
     dirty: bool,
 }
@@ -153,7 +154,8 @@ impl kubernetes::Sink for KubeSink {
             .into_iter()
             .map(|e| (e.key(), HostEntry::from(e)))
             .collect();
-        self.invalid.retain(|k| !self.entries.contains_key(k));
+        // The list's unreadable objects are reported right after this.
+        self.invalid.clear();
         self.dirty = true;
         info!(entries = self.entries.len(), "service entries listed");
     }
@@ -166,7 +168,9 @@ impl kubernetes::Sink for KubeSink {
     }
 
     fn delete(&mut self, key: &ObjectKey) {
-        self.dirty |= self.entries.remove(key).is_some();
+        let removed = self.entries.remove(key).is_some();
+        let was_invalid = self.invalid.remove(key);
+        self.dirty |= removed || was_invalid;
     }
 
     fn flush(&mut self) {

@@ -53,11 +53,26 @@ pub enum ServeError {
     Server(String),
 }
 
+/// What keeps the catalog current; stops when dropped.
+enum Follower {
+    /// Held for its drop, which stops the file watcher.
+    Files(#[allow(dead_code)] ::catalog::watch::WatchHandle),
+    Kubernetes(tokio::task::JoinHandle<()>),
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Follower::Kubernetes(task) = self {
+            task.abort();
+        }
+    }
+}
+
 /// A bound, loaded shim, ready to serve.
 pub struct Shim {
     server: Server<Shared>,
     catalog: Arc<Catalog>,
-    _watcher: Option<::catalog::watch::WatchHandle>,
+    _watcher: Follower,
     dns_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
 }
@@ -81,16 +96,12 @@ impl Shim {
         let watcher = match &config.source {
             Source::Files(_) => {
                 catalog.reload_logged();
-                Some(catalog.watch()?)
+                Follower::Files(catalog.watch()?)
             }
-            Source::Kubernetes(settings) => {
-                // Unready until the first list is in; then kept in step with the API.
-                tokio::spawn(::catalog::kubernetes::run(
-                    settings.clone(),
-                    catalog.kubernetes_sink(),
-                ));
-                None
-            }
+            // Unready until the first list is in; then kept in step with the API.
+            Source::Kubernetes(settings) => Follower::Kubernetes(tokio::spawn(
+                ::catalog::kubernetes::run(settings.clone(), catalog.kubernetes_sink()),
+            )),
         };
         let forwarder = Arc::new(
             Forwarder::new(

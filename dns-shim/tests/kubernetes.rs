@@ -43,6 +43,7 @@ fn answers_follow_the_api_server() {
     // Unready, and no local answers, until the first list is in.
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(shim.http("/readyz").0, 503);
+    assert_eq!(shim.dig(&["httpbin.bar.global", "A"]).status, "SERVFAIL");
     fake.hold_lists(false);
     assert!(eventually(100, || shim.http("/readyz").0 == 200));
     assert_eq!(answers(&shim, "httpbin.bar.global"), ["127.255.0.2"]);
@@ -122,6 +123,18 @@ fn answers_follow_the_api_server() {
     assert_eq!(shim.dig(&["bad.baz.global", "A"]).status, "NXDOMAIN");
     assert_eq!(answers(&shim, "httpbin.bar.global"), ["127.255.0.99"]);
     assert!(shim.metric("dns_catalog_reload_errors_total") >= 1.0);
+    // Deleted, it is no longer counted; nor after a re-list that no longer has it.
+    fake.delete("baz", "bad");
+    assert!(eventually(100, || shim.metric("dns_catalog_skipped") == 0.0));
+    let mut bad = service_entry("baz", "bad2", "bad2.baz.global", "127.255.0.41");
+    bad["spec"]["hosts"] = json!(7);
+    fake.create(bad);
+    assert!(eventually(100, || shim.metric("dns_catalog_skipped") == 1.0));
+    fake.hold_lists(true);
+    fake.expire_watches();
+    fake.delete("baz", "bad2");
+    fake.hold_lists(false);
+    assert!(eventually(100, || shim.metric("dns_catalog_skipped") == 0.0));
 }
 
 #[test]
@@ -164,6 +177,8 @@ fn keeps_serving_while_the_api_server_refuses_it() {
         .metric("dns_catalog_reload_errors_total")
         >= 1.0));
     assert_eq!(shim.http("/readyz").0, 503);
+    // No table: .global names fail rather than get a wrong NXDOMAIN.
+    assert_eq!(shim.dig(&["httpbin.bar.global", "A"]).status, "SERVFAIL");
     assert!(shim.http("/healthz").0 == 200);
     assert!(shim.is_running());
 }
