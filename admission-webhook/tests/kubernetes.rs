@@ -108,6 +108,7 @@ fn serve_follows_the_api_server() {
     // A 410 in the watch: the webhook re-lists and stays ready.
     let lists = webhook.metric("admission_catalog_lists_total");
     assert_eq!(lists, 1.0);
+    assert!(webhook.wait_until(|_| fake.open_watches() == 1));
     fake.expire_watches();
     assert!(webhook.wait_until(|w| w.metric("admission_catalog_lists_total") == lists + 1.0));
     assert_eq!(webhook.admin_get("/readyz").0, 200);

@@ -27,6 +27,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config};
 use policy::document::{decode, DecodeError};
 use policy::{ObjectKey, ServiceEntry};
+use serde_json::Value;
 
 /// The API group of ServiceEntries.
 pub const GROUP: &str = "networking.istio.io";
@@ -309,20 +310,51 @@ impl Source {
         Step::Ok
     }
 
-    fn entry(&self, mut object: DynamicObject) -> Result<ServiceEntry, DecodeError> {
-        // Items of a list may come without apiVersion and kind; they are those of the list.
-        if object.types.is_none() {
-            object.types = Some(kube::api::TypeMeta {
-                api_version: self.resource.api_version.clone(),
-                kind: KIND.to_string(),
+    /// The object as the policy core's ServiceEntry. The object's fields are moved, not
+    /// copied, and of its metadata only what the model reads is kept (`managedFields` and
+    /// the like can be most of an object's size).
+    fn entry(&self, object: DynamicObject) -> Result<ServiceEntry, DecodeError> {
+        let key = key_of(&object);
+        let DynamicObject {
+            types,
+            metadata,
+            data,
+        } = object;
+        let Value::Object(mut fields) = data else {
+            return Err(DecodeError {
+                key,
+                path: ".".to_string(),
+                message: "the object is not a JSON object".to_string(),
             });
+        };
+        let mut meta = serde_json::Map::new();
+        for (name, value) in [
+            ("name", metadata.name),
+            ("generateName", metadata.generate_name),
+            ("namespace", metadata.namespace),
+        ] {
+            if let Some(value) = value {
+                meta.insert(name.to_string(), Value::String(value));
+            }
         }
-        let value = serde_json::to_value(&object).map_err(|e| DecodeError {
-            key: key_of(&object),
-            path: ".".to_string(),
-            message: e.to_string(),
-        })?;
-        decode(value)
+        if let Some(labels) = metadata.labels {
+            let labels = labels.into_iter().map(|(k, v)| (k, Value::String(v)));
+            meta.insert("labels".to_string(), Value::Object(labels.collect()));
+        }
+        if let Some(time) = metadata.creation_timestamp {
+            if let Ok(time) = serde_json::to_value(time) {
+                meta.insert("creationTimestamp".to_string(), time);
+            }
+        }
+        // Items of a list may come without apiVersion and kind; they are those of the list.
+        let (api_version, kind) = match types {
+            Some(types) => (types.api_version, types.kind),
+            None => (self.resource.api_version.clone(), KIND.to_string()),
+        };
+        fields.insert("apiVersion".to_string(), Value::String(api_version));
+        fields.insert("kind".to_string(), Value::String(kind));
+        fields.insert("metadata".to_string(), Value::Object(meta));
+        decode(Value::Object(fields))
     }
 }
 

@@ -53,12 +53,15 @@ impl Recorder {
     async fn until(&self, what: &str, cond: impl Fn(&Recorded) -> bool) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while !cond(&self.0.lock().unwrap()) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; view: {:?}, troubles: {:?}",
-                self.0.lock().unwrap().view.keys().collect::<Vec<_>>(),
-                self.0.lock().unwrap().api_troubles,
-            );
+            if tokio::time::Instant::now() >= deadline {
+                let r = self.0.lock().unwrap();
+                panic!(
+                    "timed out waiting for {what}; view: {:?}, resets: {}, troubles: {:?}",
+                    r.view.keys().collect::<Vec<_>>(),
+                    r.resets,
+                    r.api_troubles,
+                );
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -219,6 +222,15 @@ async fn follows_lists_pages_events_drops_and_expiry() {
     );
 
     // A watch that resumes from a compacted resourceVersion gets an ERROR 410 and re-lists.
+    // (Cut the watch that follows the re-list, once it is open.)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while fake.open_watches() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no watch after the re-list"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     fake.drop_watches();
     fake.create(se("bar", "g", "g.bar.global", "127.255.0.12"));
     fake.compact();

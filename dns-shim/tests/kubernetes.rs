@@ -104,6 +104,7 @@ fn answers_follow_the_api_server() {
     assert!(eventually(100, || answers(&shim, "after.baz.global")
         == ["127.255.0.32"]));
     fake.break_lists(1);
+    assert!(eventually(100, || fake.open_watches() == 1));
     fake.expire_watches();
     assert!(eventually(100, || shim
         .metric("dns_catalog_reload_errors_total")

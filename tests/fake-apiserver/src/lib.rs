@@ -100,6 +100,7 @@ struct Store {
     expiries: u64,
     garbage: u64,
     broken_lists: usize,
+    open_watches: usize,
     uid: u64,
     log: Vec<Request>,
 }
@@ -159,6 +160,7 @@ impl FakeApiServer {
             expiries: 0,
             garbage: 0,
             broken_lists: 0,
+            open_watches: 0,
             uid: 0,
             log: Vec::new(),
         };
@@ -300,6 +302,39 @@ impl FakeApiServer {
         store.compact_to(rv);
     }
 
+    /// Stores many objects at once, under one new resourceVersion and with no watch events, as
+    /// objects created before the history a watch can see (for load tests: storing them one by
+    /// one keeps a snapshot per write).
+    pub fn preload(&self, objects: impl IntoIterator<Item = Value>) {
+        let mut store = self.shared.lock();
+        let rv = store.rv + 1;
+        for mut object in objects {
+            let namespace = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string();
+            let name = object["metadata"]["name"]
+                .as_str()
+                .expect("metadata.name")
+                .to_string();
+            store.uid += 1;
+            let meta = &mut object["metadata"];
+            meta["namespace"] = json!(namespace);
+            meta["resourceVersion"] = json!(rv.to_string());
+            meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", store.uid));
+            meta["generation"] = json!(1);
+            if let Some(map) = object.as_object_mut() {
+                map.remove("apiVersion");
+                map.remove("kind");
+            }
+            store.objects.insert((namespace, name), object);
+        }
+        store.rv = rv;
+        let snapshot = Arc::new(store.objects.clone());
+        store.snapshots.insert(rv, snapshot);
+        store.compact_to(rv);
+    }
+
     /// Compacts and ends every open watch with an ERROR event carrying 410 Expired, as the
     /// watch cache does to a watcher that fell too far behind.
     pub fn expire_watches(&self) {
@@ -344,6 +379,11 @@ impl FakeApiServer {
     pub fn hold_lists(&self, held: bool) {
         self.shared.lock().lists_held = held;
         self.shared.notify();
+    }
+
+    /// Watch streams open now.
+    pub fn open_watches(&self) -> usize {
+        self.shared.lock().open_watches
     }
 
     /// Every request answered so far, oldest first.
@@ -686,22 +726,27 @@ fn list(
     drop(store);
     let mut items = Vec::new();
     let mut next = None;
-    let mut remaining = 0usize;
-    for (key, object) in objects.iter() {
-        if !in_namespace(key, namespace) || after.as_ref().is_some_and(|a| key <= a) {
+    let rest: Box<dyn Iterator<Item = (&Key, &Value)>> = match &after {
+        Some(after) => Box::new(objects.range((
+            std::ops::Bound::Excluded(after.clone()),
+            std::ops::Bound::Unbounded,
+        ))),
+        None => Box::new(objects.iter()),
+    };
+    for (key, object) in rest {
+        if !in_namespace(key, namespace) {
             continue;
         }
         if limit.is_some_and(|l| items.len() == l) {
-            next.get_or_insert_with(|| encode_continue(rv, &items_last_key(&items)));
-            remaining += 1;
-            continue;
+            // More follow. (remainingItemCount is optional, and left out.)
+            next = Some(encode_continue(rv, &items_last_key(&items)));
+            break;
         }
         items.push((key.clone(), served(object, version)));
     }
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(token) = next {
         metadata["continue"] = json!(token);
-        metadata["remainingItemCount"] = json!(remaining);
     }
     let items: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
     full(
@@ -739,6 +784,15 @@ fn decode_continue(token: &str) -> Option<(u64, Key)> {
     ))
 }
 
+/// One open watch stream, counted while it lives.
+struct OpenWatch(Arc<Shared>);
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.0.lock().open_watches -= 1;
+    }
+}
+
 fn line(kind: &str, object: Value) -> Result<Frame<Bytes>, std::io::Error> {
     let mut text = json!({"type": kind, "object": object}).to_string();
     text.push('\n');
@@ -763,9 +817,12 @@ fn watch_stream(
     let namespace = namespace.map(str::to_string);
     let mut changed = shared.changed.subscribe();
     let start = {
-        let store = shared.lock();
+        let mut store = shared.lock();
+        store.open_watches += 1;
         (store.bookmarks, store.drops, store.expiries, store.garbage)
     };
+    // Counted from here until the stream ends.
+    let open = OpenWatch(Arc::clone(shared));
     // Work out, under the lock, what to send first.
     let mut frames = Vec::new();
     let mut sent;
@@ -806,6 +863,7 @@ fn watch_stream(
     }
     let shared_events = Arc::clone(shared);
     tokio::spawn(async move {
+        let _open = open;
         let (mut bookmarks_seen, drops_seen, expiries_seen, mut garbage_seen) = start;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
         for frame in frames.drain(..) {
