@@ -131,15 +131,17 @@ fn collect(
             }
             Ok(())
         }
-        Value::Object(map) => {
+        Value::Object(mut map) => {
             let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
             let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             if kind.ends_with("List") && map.get("items").is_some_and(Value::is_array) {
                 if depth >= MAX_LIST_DEPTH {
                     return Err(not_an_object(document, "lists nested too deeply"));
                 }
-                if let Some(Value::Array(items)) = map.get("items") {
-                    for item in items.clone() {
+                // Moved out, not copied: each item is freed once decoded, and a large list is
+                // never held twice.
+                if let Some(Value::Array(items)) = map.remove("items") {
+                    for item in items {
                         collect(item, document, depth + 1, out)?;
                     }
                 }
