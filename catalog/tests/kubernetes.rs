@@ -131,14 +131,7 @@ async fn follows_lists_pages_events_drops_and_expiry() {
     assert_eq!(lists[0].param("limit"), Some("2"));
     assert!(lists[1].param("continue").is_some());
     assert!(lists[0].path.starts_with("/apis/networking.istio.io/v1/"));
-    assert!(
-        fake.wait_for_requests(
-            |r| r.is_watch() && r.param("resourceVersion") == Some("4"),
-            1,
-            WAIT
-        )
-        .await
-    );
+    assert!(fake.wait_for_watch_from(4, WAIT).await);
 
     // ADDED, MODIFIED, DELETED, each seen in the view.
     fake.create(se("foo", "d", "d.foo.global", "127.255.0.9"));
@@ -179,12 +172,7 @@ async fn follows_lists_pages_events_drops_and_expiry() {
     let rv = fake.resource_version();
     fake.drop_watches();
     assert!(
-        fake.wait_for_requests(
-            |r| r.is_watch() && r.param("resourceVersion") == Some(&rv.to_string()),
-            1,
-            WAIT
-        )
-        .await,
+        fake.wait_for_watch_from(rv, WAIT).await,
         "no watch resumed from {rv}: {:?}",
         fake.requests()
     );
@@ -281,12 +269,7 @@ async fn one_namespace_and_bookmarks() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     fake.drop_watches();
     assert!(
-        fake.wait_for_requests(
-            |r| r.is_watch() && r.param("resourceVersion") == Some(&rv.to_string()),
-            1,
-            WAIT
-        )
-        .await,
+        fake.wait_for_watch_from(rv, WAIT).await,
         "the bookmark's resourceVersion {rv} was not used: {:?}",
         fake.requests()
     );

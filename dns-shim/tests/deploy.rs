@@ -5,29 +5,15 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{eventually, Shim};
-use fake_apiserver::{service_entry, FakeApiServer};
-use serde::Deserialize;
+use fake_apiserver::{seed_service_entry, FakeApiServer};
 use serde_json::{json, Value};
 
 fn rendered() -> Vec<Value> {
-    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
-    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
-    let output = Command::new(kubectl)
-        .args(["kustomize", deploy])
-        .output()
-        .expect("kubectl (kubectl kustomize renders deploy/)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
-    serde_norway::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).unwrap())
-        .collect()
+    fake_apiserver::kustomize(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy"
+    )))
 }
 
 fn sleep_pod(docs: &[Value]) -> Value {
@@ -106,12 +92,7 @@ fn the_sidecar_runs_as_written() {
     let pod = sleep_pod(&rendered());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeApiServer::start());
-    fake.create(service_entry(
-        "foo",
-        "httpbin-bar",
-        "httpbin.bar.global",
-        "127.255.0.2",
-    ));
+    fake.create(seed_service_entry());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.write_kubeconfig(dir.path());
     // The pod's ports swapped for free ones.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{eventually, Shim};
-use fake_apiserver::{service_entry, FakeApiServer};
+use fake_apiserver::{seed_service_entry, service_entry, FakeApiServer};
 use serde_json::json;
 
 fn answers(shim: &Shim, name: &str) -> Vec<String> {
@@ -30,12 +30,7 @@ fn start(kubeconfig: &std::path::Path, extra: &[&str]) -> Shim {
 fn answers_follow_the_api_server() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeApiServer::start());
-    fake.create(service_entry(
-        "foo",
-        "httpbin-bar",
-        "httpbin.bar.global",
-        "127.255.0.2",
-    ));
+    fake.create(seed_service_entry());
     fake.hold_lists(true);
     let dir = tempfile::tempdir().unwrap();
     let shim = start(&fake.write_kubeconfig(dir.path()), &[]);
@@ -142,12 +137,7 @@ fn answers_follow_the_api_server() {
 fn one_namespace_only() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeApiServer::start());
-    fake.create(service_entry(
-        "foo",
-        "httpbin-bar",
-        "httpbin.bar.global",
-        "127.255.0.2",
-    ));
+    fake.create(seed_service_entry());
     fake.create(service_entry(
         "other",
         "elsewhere",
@@ -165,12 +155,7 @@ fn one_namespace_only() {
 fn keeps_serving_while_the_api_server_refuses_it() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeApiServer::start());
-    fake.create(service_entry(
-        "foo",
-        "httpbin-bar",
-        "httpbin.bar.global",
-        "127.255.0.2",
-    ));
+    fake.create(seed_service_entry());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.write_kubeconfig_with_token(dir.path(), "revoked");
     let mut shim = start(&kubeconfig, &[]);

@@ -242,50 +242,18 @@ impl FakeApiServer {
     }
 
     fn write(&self, kind: &'static str, mut object: Value) -> u64 {
-        let namespace = object["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_string();
-        let name = object["metadata"]["name"]
-            .as_str()
-            .expect("metadata.name")
-            .to_string();
-        let key = (namespace.clone(), name.clone());
+        let key = object_key(&object);
         let rv = {
             let mut store = self.shared.lock();
             let rv = store.rv + 1;
             let existing = store.objects.get(&key).cloned();
+            let (namespace, name) = &key;
             match (kind, &existing) {
                 ("ADDED", Some(_)) => panic!("{namespace}/{name} already exists"),
                 ("MODIFIED", None) => panic!("{namespace}/{name} does not exist"),
                 _ => {}
             }
-            let spec_changed = existing
-                .as_ref()
-                .is_some_and(|old| old["spec"] != object["spec"]);
-            let meta = &mut object["metadata"];
-            meta["namespace"] = json!(namespace);
-            meta["resourceVersion"] = json!(rv.to_string());
-            match &existing {
-                Some(old) => {
-                    meta["uid"] = old["metadata"]["uid"].clone();
-                    meta["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
-                    let generation = old["metadata"]["generation"].as_u64().unwrap_or(1);
-                    meta["generation"] = json!(generation + u64::from(spec_changed));
-                }
-                None => {
-                    store.uid += 1;
-                    let meta = &mut object["metadata"];
-                    meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", store.uid));
-                    meta["creationTimestamp"] = json!("2026-11-25T00:00:00Z");
-                    meta["generation"] = json!(1);
-                }
-            }
-            // Stored version-neutral; the version asked for is set when served.
-            if let Some(map) = object.as_object_mut() {
-                map.remove("apiVersion");
-                map.remove("kind");
-            }
+            store.stamp(&mut object, &key, rv, existing.as_ref());
             store.objects.insert(key.clone(), object.clone());
             store.commit(rv, kind, key, object);
             rv
@@ -309,25 +277,9 @@ impl FakeApiServer {
         let mut store = self.shared.lock();
         let rv = store.rv + 1;
         for mut object in objects {
-            let namespace = object["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("default")
-                .to_string();
-            let name = object["metadata"]["name"]
-                .as_str()
-                .expect("metadata.name")
-                .to_string();
-            store.uid += 1;
-            let meta = &mut object["metadata"];
-            meta["namespace"] = json!(namespace);
-            meta["resourceVersion"] = json!(rv.to_string());
-            meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", store.uid));
-            meta["generation"] = json!(1);
-            if let Some(map) = object.as_object_mut() {
-                map.remove("apiVersion");
-                map.remove("kind");
-            }
-            store.objects.insert((namespace, name), object);
+            let key = object_key(&object);
+            store.stamp(&mut object, &key, rv, None);
+            store.objects.insert(key, object);
         }
         store.rv = rv;
         let snapshot = Arc::new(store.objects.clone());
@@ -391,6 +343,17 @@ impl FakeApiServer {
         self.shared.lock().log.clone()
     }
 
+    /// Waits (up to `timeout`) for a watch that starts from resourceVersion `rv`.
+    pub async fn wait_for_watch_from(&self, rv: u64, timeout: Duration) -> bool {
+        let rv = rv.to_string();
+        self.wait_for_requests(
+            |r| r.is_watch() && r.param("resourceVersion") == Some(rv.as_str()),
+            1,
+            timeout,
+        )
+        .await
+    }
+
     /// Waits (up to `timeout`) until `count` requests match `pred`; returns whether they did.
     pub async fn wait_for_requests(
         &self,
@@ -412,6 +375,35 @@ impl FakeApiServer {
 }
 
 impl Store {
+    /// Sets what the API server sets on a write: the namespace, the resourceVersion, and uid,
+    /// creationTimestamp and generation (new, or carried over from the `existing` version, the
+    /// generation raised when the spec changed). Stored version-neutral: the apiVersion asked
+    /// for is set when served.
+    fn stamp(&mut self, object: &mut Value, key: &Key, rv: u64, existing: Option<&Value>) {
+        let spec_changed = existing.is_some_and(|old| old["spec"] != object["spec"]);
+        let meta = &mut object["metadata"];
+        meta["namespace"] = json!(key.0);
+        meta["resourceVersion"] = json!(rv.to_string());
+        match existing {
+            Some(old) => {
+                meta["uid"] = old["metadata"]["uid"].clone();
+                meta["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
+                let generation = old["metadata"]["generation"].as_u64().unwrap_or(1);
+                meta["generation"] = json!(generation + u64::from(spec_changed));
+            }
+            None => {
+                self.uid += 1;
+                meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", self.uid));
+                meta["creationTimestamp"] = json!("2026-11-25T00:00:00Z");
+                meta["generation"] = json!(1);
+            }
+        }
+        if let Some(map) = object.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+    }
+
     fn commit(&mut self, rv: u64, kind: &'static str, key: Key, object: Value) {
         self.rv = rv;
         self.events.push(Event {
@@ -627,6 +619,15 @@ fn served(object: &Value, version: &str) -> Value {
         }
     }
     out
+}
+
+/// `(namespace, name)` of an object handed to the server; the namespace defaults to `default`.
+fn object_key(object: &Value) -> Key {
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default");
+    let name = object["metadata"]["name"].as_str().expect("metadata.name");
+    (namespace.to_string(), name.to_string())
 }
 
 fn in_namespace(key: &Key, namespace: Option<&str>) -> bool {
@@ -942,6 +943,33 @@ fn watch_stream(
         .header("content-type", "application/json")
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .unwrap_or_default()
+}
+
+/// The seed's ServiceEntry as stored in the API server: `foo/httpbin-bar`, host
+/// `httpbin.bar.global`, VIP 127.255.0.2.
+pub fn seed_service_entry() -> Value {
+    service_entry("foo", "httpbin-bar", "httpbin.bar.global", "127.255.0.2")
+}
+
+/// The documents `kubectl kustomize DIR` renders, as an API server would be handed them;
+/// kubectl is `$KUBECTL` when set (the Makefile pins one), else the one on the PATH.
+pub fn kustomize(dir: &Path) -> Vec<Value> {
+    use serde::Deserialize;
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let output = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl (kubectl kustomize renders deploy/)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("UTF-8 from kubectl");
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("a YAML document"))
+        .collect()
 }
 
 /// A `.global` ServiceEntry as stored in the API server: one HTTP port 8000 behind a gateway
