@@ -34,19 +34,7 @@ fn audit_of_a_clean_cluster_exits_zero() {
 #[test]
 fn certs_then_manifests_render_a_configuration_with_the_ca_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    common::certs(dir.path());
-    let output = Command::new(BIN)
-        .args(["manifests", "--namespace", "globalmesh", "--ca-bundle"])
-        .arg(dir.path().join("ca.crt"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
-    let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    let (text, ca) = common::manifests_with_new_ca(dir.path());
     assert!(text.contains(&admission_webhook::manifests::base64(&ca)));
     assert!(text.contains("kind: ValidatingWebhookConfiguration"));
     assert!(text.contains("- kube-system"));

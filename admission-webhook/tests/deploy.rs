@@ -5,31 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::BIN;
+use common::{Start, Webhook};
 use fake_apiserver::FakeApiServer;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 fn rendered() -> Vec<Value> {
-    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
-    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
-    let output = Command::new(kubectl)
-        .args(["kustomize", deploy])
-        .output()
-        .expect("kubectl (kubectl kustomize renders deploy/)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
-    serde_norway::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).unwrap())
-        .collect()
+    fake_apiserver::kustomize(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy"
+    )))
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -93,15 +77,8 @@ fn renders_every_part() {
 #[test]
 fn committed_webhook_configuration_is_what_manifests_writes() {
     let dir = tempfile::tempdir().unwrap();
-    common::certs(dir.path());
-    let output = Command::new(BIN)
-        .args(["manifests", "--namespace", "globalmesh", "--ca-bundle"])
-        .arg(dir.path().join("ca.crt"))
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let mut written: Value = serde_norway::from_slice(&output.stdout).unwrap();
-    let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    let (text, ca) = common::manifests_with_new_ca(dir.path());
+    let mut written: Value = serde_norway::from_str(&text).unwrap();
     assert_eq!(
         written["webhooks"][0]["clientConfig"]["caBundle"],
         admission_webhook::manifests::base64(&ca)
@@ -154,16 +131,11 @@ fn the_webhook_deployment_runs_as_written() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeApiServer::start());
-    fake.create(fake_apiserver::service_entry(
-        "foo",
-        "httpbin-bar",
-        "httpbin.bar.global",
-        "127.255.0.2",
-    ));
+    fake.create(fake_apiserver::seed_service_entry());
     let dir = tempfile::tempdir().unwrap();
     common::certs(&dir.path().join("tls"));
     let kubeconfig = fake.write_kubeconfig(dir.path());
-    let args: Vec<String> = args
+    let mut args: Vec<String> = args
         .iter()
         .map(|a| {
             if a.starts_with("--listen=") || a.starts_with("--admin=") {
@@ -173,53 +145,12 @@ fn the_webhook_deployment_runs_as_written() {
             }
         })
         .collect();
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read the log on a thread for as long as the webhook runs, so it never writes to a
-    // closed pipe; the admin address comes from it.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, logs) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+    args.extend(["--kubeconfig".to_string(), kubeconfig.display().to_string()]);
+    // Waits for /readyz on the admin port the manifest's --admin names.
+    let _webhook = Webhook::start(Start {
+        args: Some(args),
+        certs: Some(dir.path().join("tls")),
+        ..Start::default()
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut admin = None;
-    while admin.is_none() {
-        let line = logs
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the webhook reports its admin address");
-        if line.contains("admin listening") {
-            admin = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("addr="))
-                .map(str::to_string);
-        }
-    }
-    let admin = admin.expect("admin address");
-    let mut ready = false;
-    while Instant::now() < deadline && !ready {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-            .arg(format!("http://{admin}/readyz"))
-            .output()
-            .unwrap();
-        ready = out.stdout == b"200";
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let logs: Vec<String> = logs.try_iter().collect();
-    assert!(
-        ready,
-        "the webhook as deployed never became ready: {logs:#?}"
-    );
     assert!(fake.requests().iter().any(|r| r.is_watch()));
 }

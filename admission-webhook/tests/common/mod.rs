@@ -41,6 +41,24 @@ pub fn certs(out: &Path) {
     );
 }
 
+/// A fresh CA from `certs` in `dir`, and what `manifests --namespace globalmesh` writes
+/// with it: the YAML text and the CA's PEM bytes.
+pub fn manifests_with_new_ca(dir: &Path) -> (String, Vec<u8>) {
+    certs(dir);
+    let output = Command::new(BIN)
+        .args(["manifests", "--namespace", "globalmesh", "--ca-bundle"])
+        .arg(dir.join("ca.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    (String::from_utf8(output.stdout).unwrap(), ca)
+}
+
 /// A Secret-volume layout: `dir/..data -> ..<version>`, `dir/tls.crt -> ..data/tls.crt`.
 pub fn secret_volume(dir: &Path, version: &str) {
     let real = dir.join(format!("..{version}"));
@@ -68,6 +86,9 @@ pub struct Webhook {
 }
 
 pub struct Start {
+    /// The whole argument list, instead of `serve` on free loopback ports with the test's
+    /// serving pair and `service_entries` (which are then not used).
+    pub args: Option<Vec<String>>,
     pub service_entries: Vec<PathBuf>,
     pub extra: Vec<String>,
     /// A certificate folder to serve from; a fresh one when `None`.
@@ -79,6 +100,7 @@ pub struct Start {
 impl Default for Start {
     fn default() -> Self {
         Start {
+            args: None,
             service_entries: vec![data("seed/serviceentry-direct.yaml")],
             extra: Vec::new(),
             certs: None,
@@ -99,19 +121,27 @@ impl Webhook {
             }
         };
         let mut command = Command::new(BIN);
+        match &start.args {
+            Some(args) => {
+                command.args(args);
+            }
+            None => {
+                command
+                    .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+                    .arg("--tls-cert")
+                    .arg(certs_dir.join("tls.crt"))
+                    .arg("--tls-key")
+                    .arg(certs_dir.join("tls.key"));
+                for path in &start.service_entries {
+                    command.arg("--service-entries").arg(path);
+                }
+            }
+        }
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .arg("--tls-cert")
-            .arg(certs_dir.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(certs_dir.join("tls.key"))
             .args(&start.extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for path in &start.service_entries {
-            command.arg("--service-entries").arg(path);
-        }
         let mut child = command.spawn().expect("start admission-webhook serve");
         let stderr = child.stderr.take().unwrap();
         let (tx, logs) = mpsc::channel();
@@ -152,7 +182,8 @@ impl Webhook {
         if start.wait_ready {
             assert!(
                 webhook.wait_until(|w| w.admin_get("/readyz").0 == 200),
-                "webhook never became ready"
+                "webhook never became ready: {:#?}",
+                webhook.logs()
             );
         }
         webhook
