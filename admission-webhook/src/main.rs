@@ -81,28 +81,15 @@ struct SourceArgs {
         conflicts_with = "kubernetes"
     )]
     service_entries: Vec<PathBuf>,
-    /// Take the ServiceEntries from the Kubernetes API (list and watch) instead of files.
-    #[arg(long)]
-    kubernetes: bool,
-    /// Kubeconfig for --kubernetes. Default: KUBECONFIG, ~/.kube/config, or the pod's
-    /// service account.
-    #[arg(long, value_name = "FILE", requires = "kubernetes")]
-    kubeconfig: Option<PathBuf>,
-    /// With --kubernetes, read this namespace only. Default: all namespaces.
-    #[arg(long, value_name = "NAMESPACE", requires = "kubernetes")]
-    namespace: Option<String>,
+    #[command(flatten)]
+    kube: kubernetes::Flags,
 }
 
 impl SourceArgs {
     fn source(self) -> Source {
-        if self.kubernetes {
-            Source::Kubernetes(kubernetes::Settings {
-                kubeconfig: self.kubeconfig,
-                namespace: self.namespace,
-                ..kubernetes::Settings::default()
-            })
-        } else {
-            Source::Files(self.service_entries)
+        match self.kube.settings() {
+            Some(settings) => Source::Kubernetes(settings),
+            None => Source::Files(self.service_entries),
         }
     }
 }

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use catalog::{kubernetes, Source};
+use catalog::{kubernetes, Follower, Source};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -417,15 +417,14 @@ pub async fn run(config: ServeConfig, source: Source) -> Result<(), ServeError> 
             }
         });
     }
-    let _catalog_watch = match source {
-        Source::Files(paths) => Some(watch_files(paths, &app)?),
-        Source::Kubernetes(settings) => {
-            let sink = KubeSink {
+    let _catalog = match source {
+        Source::Files(paths) => Follower::Files(watch_files(paths, &app)?),
+        Source::Kubernetes(settings) => kubernetes::spawn(
+            settings,
+            KubeSink {
                 app: Arc::clone(&app),
-            };
-            tokio::spawn(kubernetes::run(settings, sink));
-            None
-        }
+            },
+        ),
     };
     let listener = TcpListener::bind(config.listen)
         .await

@@ -62,6 +62,32 @@ impl Default for Settings {
     }
 }
 
+/// The source's command-line flags, the same in every server that has them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Flags {
+    /// Take the ServiceEntries from the Kubernetes API (list and watch) instead of files.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// Kubeconfig for --kubernetes. Default: KUBECONFIG, ~/.kube/config, or the pod's
+    /// service account.
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --kubernetes, read this namespace only. Default: all namespaces.
+    #[arg(long, value_name = "NAMESPACE", requires = "kubernetes")]
+    pub namespace: Option<String>,
+}
+
+impl Flags {
+    /// The settings, when --kubernetes was given.
+    pub fn settings(self) -> Option<Settings> {
+        self.kubernetes.then(|| Settings {
+            kubeconfig: self.kubeconfig,
+            namespace: self.namespace,
+            ..Settings::default()
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     #[error("kubeconfig {}: {error}", path.display())]
@@ -356,6 +382,11 @@ impl Source {
         fields.insert("metadata".to_string(), Value::Object(meta));
         decode(Value::Object(fields))
     }
+}
+
+/// [`run`] on a task of the current tokio runtime; dropping the result stops it.
+pub fn spawn(settings: Settings, sink: impl Sink + 'static) -> crate::Follower {
+    crate::Follower::Kubernetes(tokio::spawn(run(settings, sink)))
 }
 
 /// Connects (retrying with backoff until it succeeds) and follows the API server for ever;

@@ -20,6 +20,24 @@ pub enum Source {
     Kubernetes(kubernetes::Settings),
 }
 
+/// What keeps a server's catalog current: a file watcher, or the task that follows the
+/// Kubernetes API ([`kubernetes::spawn`]). Either stops when this is dropped.
+#[cfg(feature = "kubernetes")]
+pub enum Follower {
+    /// Held for its drop, which stops the watcher.
+    Files(#[allow(dead_code)] watch::WatchHandle),
+    Kubernetes(tokio::task::JoinHandle<()>),
+}
+
+#[cfg(feature = "kubernetes")]
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Follower::Kubernetes(task) = self {
+            task.abort();
+        }
+    }
+}
+
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};

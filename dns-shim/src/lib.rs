@@ -24,7 +24,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::catalog::Catalog;
-use ::catalog::Source;
+use ::catalog::{Follower, Source};
 
 use crate::config::{Config, UdpLoop, UPSTREAM_SOCKETS};
 use crate::forward::Forwarder;
@@ -51,21 +51,6 @@ pub enum ServeError {
     Handler(#[from] handler::HandlerError),
     #[error("dns server stopped: {0}")]
     Server(String),
-}
-
-/// What keeps the catalog current; stops when dropped.
-enum Follower {
-    /// Held for its drop, which stops the file watcher.
-    Files(#[allow(dead_code)] ::catalog::watch::WatchHandle),
-    Kubernetes(tokio::task::JoinHandle<()>),
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        if let Follower::Kubernetes(task) = self {
-            task.abort();
-        }
-    }
 }
 
 /// A bound, loaded shim, ready to serve.
@@ -99,9 +84,9 @@ impl Shim {
                 Follower::Files(catalog.watch()?)
             }
             // Unready until the first list is in; then kept in step with the API.
-            Source::Kubernetes(settings) => Follower::Kubernetes(tokio::spawn(
-                ::catalog::kubernetes::run(settings.clone(), catalog.kubernetes_sink()),
-            )),
+            Source::Kubernetes(settings) => {
+                ::catalog::kubernetes::spawn(settings.clone(), catalog.kubernetes_sink())
+            }
         };
         let forwarder = Arc::new(
             Forwarder::new(

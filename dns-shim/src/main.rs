@@ -18,16 +18,8 @@ struct Args {
     /// ServiceEntry files or directories (watched; reloaded on change).
     #[arg(long = "service-entries", value_name = "PATH", num_args = 1.., required_unless_present = "kubernetes", conflicts_with = "kubernetes")]
     service_entries: Vec<PathBuf>,
-    /// Take the ServiceEntries from the Kubernetes API (list and watch) instead of files.
-    #[arg(long)]
-    kubernetes: bool,
-    /// Kubeconfig for --kubernetes. Default: KUBECONFIG, ~/.kube/config, or the pod's
-    /// service account.
-    #[arg(long, value_name = "FILE", requires = "kubernetes")]
-    kubeconfig: Option<PathBuf>,
-    /// With --kubernetes, watch this namespace only. Default: all namespaces.
-    #[arg(long, value_name = "NAMESPACE", requires = "kubernetes")]
-    namespace: Option<String>,
+    #[command(flatten)]
+    kube: kubernetes::Flags,
     /// Address for DNS over UDP and TCP.
     #[arg(long, default_value = config::DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -84,11 +76,7 @@ fn run() -> anyhow::Result<()> {
         .init();
     let config = Config::new(Settings {
         service_entries: args.service_entries,
-        kubernetes: args.kubernetes.then(|| kubernetes::Settings {
-            kubeconfig: args.kubeconfig,
-            namespace: args.namespace,
-            ..kubernetes::Settings::default()
-        }),
+        kubernetes: args.kube.settings(),
         listen: args.listen,
         upstreams: args.upstreams,
         resolv_conf: args.resolv_conf,
