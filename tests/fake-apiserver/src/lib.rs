@@ -495,6 +495,15 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Value {
     })
 }
 
+/// The 410 Expired Status for a resourceVersion older than the history kept.
+fn too_old(rv: u64, oldest: u64) -> Value {
+    status(
+        StatusCode::GONE,
+        "Expired",
+        &format!("too old resource version: {rv} ({oldest})"),
+    )
+}
+
 fn error(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     full(code, &status(code, reason, message))
 }
@@ -712,13 +721,7 @@ fn list(
                 };
                 match store.snapshots.get(&rv) {
                     Some(objects) if rv >= store.oldest => (rv, Arc::clone(objects), None),
-                    _ => {
-                        return error(
-                            StatusCode::GONE,
-                            "Expired",
-                            &format!("too old resource version: {rv} ({})", store.oldest),
-                        )
-                    }
+                    _ => return full(StatusCode::GONE, &too_old(rv, store.oldest)),
                 }
             }
             _ => (store.rv, Arc::new(store.objects.clone()), None),
@@ -841,14 +844,7 @@ fn watch_stream(
             rv => match rv.parse::<u64>() {
                 Ok(rv) if rv >= store.oldest => sent = rv,
                 Ok(rv) => {
-                    frames.push(line(
-                        "ERROR",
-                        status(
-                            StatusCode::GONE,
-                            "Expired",
-                            &format!("too old resource version: {rv} ({})", store.oldest),
-                        ),
-                    ));
+                    frames.push(line("ERROR", too_old(rv, store.oldest)));
                     sent = u64::MAX;
                 }
                 Err(_) => {
@@ -883,14 +879,7 @@ fn watch_stream(
                     out.push(Err(std::io::Error::other("connection cut by the test")));
                     sent = u64::MAX;
                 } else if store.expiries != expiries_seen {
-                    out.push(line(
-                        "ERROR",
-                        status(
-                            StatusCode::GONE,
-                            "Expired",
-                            &format!("too old resource version: {sent} ({})", store.oldest),
-                        ),
-                    ));
+                    out.push(line("ERROR", too_old(sent, store.oldest)));
                     sent = u64::MAX;
                 } else {
                     if store.garbage != garbage_seen {
