@@ -106,16 +106,14 @@ impl Shim {
         )?);
 
         let mut server = Server::new(Shared(Arc::clone(&handler)));
-        let mut addr = config.listen;
-        for i in 0..config.udp_sockets {
-            let socket = udp_socket(addr)?;
-            let at = addr;
+        let (sockets, tcp) = bind_dns(config.listen, config.udp_sockets).await?;
+        let addr = tcp.local_addr().unwrap_or(config.listen);
+        for (i, socket) in sockets.into_iter().enumerate() {
             let err = move |source| ServeError::Listen {
-                addr: at,
+                addr,
                 proto: "udp",
                 source,
             };
-            addr = socket.local_addr().map_err(err)?;
             match config.udp_loop {
                 UdpLoop::Direct => udp::spawn(
                     i,
@@ -130,13 +128,6 @@ impl Shim {
                 }
             }
         }
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Listen {
-                addr,
-                proto: "tcp",
-                source,
-            })?;
         server.register_listener(tcp, config.tcp_timeout, TCP_RESPONSE_BUFFER);
 
         let admin_addr = match config.admin {
@@ -205,6 +196,47 @@ async fn shutdown_signal() {
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Binds `count` UDP sockets and the TCP listener on one address. With port 0 the kernel
+/// picks the UDP port, and TCP may find it taken (by one of this host's outgoing connections,
+/// which draw from the same range); then the pick is made again, a few times.
+async fn bind_dns(
+    listen: SocketAddr,
+    count: usize,
+) -> Result<(Vec<std::net::UdpSocket>, TcpListener), ServeError> {
+    const ATTEMPTS: usize = 16;
+    let mut attempt = 1;
+    loop {
+        let mut addr = listen;
+        let mut sockets = Vec::with_capacity(count);
+        for _ in 0..count {
+            let socket = udp_socket(addr)?;
+            addr = socket.local_addr().map_err(|source| ServeError::Listen {
+                addr,
+                proto: "udp",
+                source,
+            })?;
+            sockets.push(socket);
+        }
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((sockets, tcp)),
+            Err(e)
+                if listen.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(ServeError::Listen {
+                    addr,
+                    proto: "tcp",
+                    source,
+                })
+            }
         }
     }
 }
