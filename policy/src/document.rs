@@ -5,6 +5,10 @@
 //! and a ServiceEntry that does not fit the schema ([`DecodeError`], with the field path), which
 //! is reported like any other rule so the other entries of the file are still checked.
 
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::finding::{Finding, Rule};
@@ -55,21 +59,27 @@ pub struct Parsed {
 }
 
 /// Every ServiceEntry in `text`, in order. JSON is recognised by a leading `{` or `[`.
+///
+/// The text is read in one pass: the items of a `kind: List` are decoded one at a time as the
+/// parser reaches them, so a large list is never held as one tree of values.
 pub fn parse_str(text: &str) -> Result<Vec<Parsed>, ParseError> {
     let mut out = Vec::new();
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let value: Value = serde_json::from_str(trimmed).map_err(|e| {
-            // Line numbers count from the trimmed text; add back the leading lines.
-            let skipped = text.len() - trimmed.len();
-            let offset = text[..skipped].matches('\n').count();
-            ParseError {
-                line: Some(e.line() + offset).filter(|l| *l > 0),
-                column: Some(e.column()).filter(|c| *c > 0),
-                message: json_message(&e),
-            }
-        })?;
-        collect(value, 1, 0, &mut out)?;
+        let mut reader = serde_json::Deserializer::from_str(trimmed);
+        Objects::top(1, &mut out)
+            .deserialize(&mut reader)
+            .and_then(|()| reader.end())
+            .map_err(|e| {
+                // Line numbers count from the trimmed text; add back the leading lines.
+                let skipped = text.len() - trimmed.len();
+                let offset = text[..skipped].matches('\n').count();
+                ParseError {
+                    line: Some(e.line() + offset).filter(|l| *l > 0),
+                    column: Some(e.column()).filter(|c| *c > 0),
+                    message: json_message(&e),
+                }
+            })?;
         return Ok(out);
     }
     parse_yaml(text, &mut out)?;
@@ -87,23 +97,23 @@ fn json_message(e: &serde_json::Error) -> String {
 
 #[cfg(feature = "yaml")]
 fn parse_yaml(text: &str, out: &mut Vec<Parsed>) -> Result<(), ParseError> {
-    use serde::Deserialize;
     for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(document).map_err(|e| {
-            let location = e.location();
-            let message = e.to_string();
-            // serde_norway appends " at line X column Y"; it is given separately.
-            let message = match message.rfind(" at line ") {
-                Some(pos) => message[..pos].to_string(),
-                None => message,
-            };
-            ParseError {
-                line: location.as_ref().map(|l| l.line()),
-                column: location.as_ref().map(|l| l.column()),
-                message: format!("document {}: {message}", i + 1),
-            }
-        })?;
-        collect(value, i + 1, 0, out)?;
+        Objects::top(i + 1, out)
+            .deserialize(document)
+            .map_err(|e| {
+                let location = e.location();
+                let message = e.to_string();
+                // serde_norway appends " at line X column Y"; it is given separately.
+                let message = match message.rfind(" at line ") {
+                    Some(pos) => message[..pos].to_string(),
+                    None => message,
+                };
+                ParseError {
+                    line: location.as_ref().map(|l| l.line()),
+                    column: location.as_ref().map(|l| l.column()),
+                    message: format!("document {}: {message}", i + 1),
+                }
+            })?;
     }
     Ok(())
 }
@@ -117,12 +127,207 @@ fn parse_yaml(_text: &str, _out: &mut Vec<Parsed>) -> Result<(), ParseError> {
     })
 }
 
+/// Reads one node of a document as the parser delivers it: nothing, a Kubernetes object, or a
+/// list of them. An object's fields are kept as values, except `items`, whose entries are
+/// decoded one by one and kept only until the object turns out to be a List or not (`kind`
+/// may come after `items`, as in `kubectl get -o json`).
+struct Objects<'a> {
+    document: usize,
+    depth: usize,
+    out: &'a mut Vec<Parsed>,
+}
+
+impl<'a> Objects<'a> {
+    fn top(document: usize, out: &'a mut Vec<Parsed>) -> Self {
+        Objects {
+            document,
+            depth: 0,
+            out,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Objects<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Objects<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Kubernetes object or a list of them")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let depth = self.depth + 1;
+        let document = self.document;
+        loop {
+            let item = Objects {
+                document,
+                depth,
+                out: &mut *self.out,
+            };
+            if seq.next_element_seed(item)?.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut fields = serde_json::Map::new();
+        let mut items = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "items" {
+                let read = map.next_value_seed(ItemsSeed {
+                    document: self.document,
+                    depth: self.depth + 1,
+                })?;
+                // What an object that is not a List gets to see of its `items`: the value,
+                // or for a list an empty one (a ServiceEntry refuses the field either way).
+                match read {
+                    Items::Other(value) => {
+                        fields.insert(key, value);
+                        items = None;
+                    }
+                    list @ Items::List { .. } => {
+                        fields.insert(key, Value::Array(Vec::new()));
+                        items = Some(list);
+                    }
+                }
+            } else {
+                fields.insert(key, map.next_value()?);
+            }
+        }
+        let kind = fields.get("kind").and_then(Value::as_str).unwrap_or("");
+        if let (true, Some(Items::List { objects, failure })) = (kind.ends_with("List"), items) {
+            if self.depth >= MAX_LIST_DEPTH {
+                return Err(de::Error::custom("lists nested too deeply"));
+            }
+            if let Some(failure) = failure {
+                return Err(de::Error::custom(failure));
+            }
+            self.out.extend(objects);
+            return Ok(());
+        }
+        let api_version = fields
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+        if kind == KIND && group == GROUP {
+            self.out.push(Parsed {
+                document: self.document,
+                entry: decode(Value::Object(fields)),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The value of an object's `items` field.
+enum Items {
+    /// A sequence: the ServiceEntries of its entries, and the first entry that is not an
+    /// object (an error only if the object is a List).
+    List {
+        objects: Vec<Parsed>,
+        failure: Option<String>,
+    },
+    Other(Value),
+}
+
+/// Reads an object's `items` into [`Items`].
+struct ItemsSeed {
+    document: usize,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed {
+    type Value = Items;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Items, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed {
+    type Value = Items;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
+        let mut objects = Vec::new();
+        let mut failure = None;
+        let mut index = 0;
+        while let Some(item) = seq.next_element::<Value>()? {
+            if failure.is_none() {
+                if let Err(e) = collect(item, self.document, self.depth, &mut objects) {
+                    failure = Some(format!("items[{index}]: {e}"));
+                }
+            }
+            index += 1;
+        }
+        Ok(Items::List { objects, failure })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Items, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Items::Other)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Items, E> {
+        Ok(Items::Other(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Items, E> {
+        Ok(Items::Other(Value::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Items, E> {
+        Ok(Items::Other(Value::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Items, E> {
+        Ok(Items::Other(Value::from(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Items, E> {
+        Ok(Items::Other(Value::from(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Items, E> {
+        Ok(Items::Other(Value::Null))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Items, E> {
+        Ok(Items::Other(Value::Null))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Items, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// The Kubernetes objects in a value that is an item of a List: [`Objects`] for a value
+/// already read.
 fn collect(
     value: Value,
     document: usize,
     depth: usize,
     out: &mut Vec<Parsed>,
-) -> Result<(), ParseError> {
+) -> Result<(), String> {
     match value {
         Value::Null => Ok(()),
         Value::Array(items) => {
@@ -136,10 +341,8 @@ fn collect(
             let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             if kind.ends_with("List") && map.get("items").is_some_and(Value::is_array) {
                 if depth >= MAX_LIST_DEPTH {
-                    return Err(not_an_object(document, "lists nested too deeply"));
+                    return Err("lists nested too deeply".to_string());
                 }
-                // Moved out, not copied: each item is freed once decoded, and a large list is
-                // never held twice.
                 if let Some(Value::Array(items)) = map.remove("items") {
                     for item in items {
                         collect(item, document, depth + 1, out)?;
@@ -156,18 +359,10 @@ fn collect(
             }
             Ok(())
         }
-        other => Err(not_an_object(
-            document,
-            &format!("is {}, not a Kubernetes object", type_name(&other)),
+        other => Err(format!(
+            "{} where a Kubernetes object was expected",
+            type_name(&other)
         )),
-    }
-}
-
-fn not_an_object(document: usize, what: &str) -> ParseError {
-    ParseError {
-        line: None,
-        column: None,
-        message: format!("document {document} {what}"),
     }
 }
 
@@ -232,6 +427,7 @@ fn key_of(value: &Value) -> ObjectKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const SE: &str = "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  name: a\n  namespace: foo\nspec:\n  hosts: [a.b.global]\n";
 
@@ -313,6 +509,153 @@ mod tests {
         let text = SE.replace("v1alpha3", "v2");
         let parsed = parse_str(&text).unwrap();
         assert_eq!(parsed[0].entry.as_ref().unwrap_err().path, "apiVersion");
+    }
+
+    /// What `parse_str` must agree with: the whole document read as one value first.
+    fn read_whole(text: &str) -> Result<Vec<Parsed>, String> {
+        let mut out = Vec::new();
+        let value: Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| e.to_string())?
+        } else {
+            serde_norway::from_str(text).map_err(|e| e.to_string())?
+        };
+        collect(value, 1, 0, &mut out)?;
+        Ok(out)
+    }
+
+    fn se_json(name: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{{"name":"{name}"}},"spec":{{"hosts":["{name}.bar.global"]}}}}"#
+        )
+    }
+
+    #[test]
+    fn list_items_before_kind_as_kubectl_prints_them() {
+        let text = format!(
+            r#"{{"apiVersion":"v1","items":[{},{}],"kind":"List","metadata":{{"resourceVersion":""}}}}"#,
+            se_json("a"),
+            se_json("b")
+        );
+        let parsed = parse_str(&text).unwrap();
+        let names: Vec<_> = parsed
+            .iter()
+            .map(|p| p.entry.as_ref().unwrap().key().name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(parsed, read_whole(&text).unwrap());
+    }
+
+    #[test]
+    fn streaming_agrees_with_reading_the_whole_document() {
+        let a = se_json("a");
+        let texts = [
+            format!(r#"{{"kind":"List","items":[{a},null,[{a}]]}}"#),
+            format!(r#"{{"items":[{a}],"kind":"ConfigMap"}}"#),
+            r#"{"items":{"x":1},"kind":"List"}"#.to_string(),
+            format!(r#"{{"kind":"List","items":[{{"kind":"ServiceEntryList","items":[{a}]}}]}}"#),
+            format!(
+                r#"{{"items":[{a}],"kind":"ServiceEntry","apiVersion":"networking.istio.io/v1","metadata":{{"name":"x"}}}}"#
+            ),
+            r#"{"items":"text","kind":"ServiceEntry","apiVersion":"networking.istio.io/v1","metadata":{"name":"x"}}"#.to_string(),
+            format!("kind: List\nitems:\n- {a}\n- null\n"),
+            format!("items:\n- {a}\nkind: List\n"),
+        ];
+        for text in &texts {
+            let streamed = parse_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(streamed, read_whole(text).unwrap(), "{text}");
+        }
+    }
+
+    /// Objects as they come in real files and in odd ones: ServiceEntries (some invalid),
+    /// other kinds, nulls and scalars, and lists of them, with `items` before or after `kind`.
+    fn object() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            "[a-c]{1,2}".prop_map(|name| serde_json::from_str(&se_json(&name)).unwrap()),
+            Just(
+                serde_json::json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "bad"}, "spec": {"hosts": 1}})
+            ),
+            Just(
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+            ),
+            Just(Value::Null),
+            Just(Value::from("text")),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            (
+                prop::collection::vec(inner, 0..4),
+                prop_oneof![Just("List"), Just("ServiceEntryList"), Just("ConfigMap")],
+                any::<bool>(),
+            )
+                .prop_map(|(items, kind, items_first)| {
+                    let mut map = serde_json::Map::new();
+                    if items_first {
+                        map.insert("items".into(), Value::Array(items));
+                        map.insert("kind".into(), Value::from(kind));
+                    } else {
+                        map.insert("kind".into(), Value::from(kind));
+                        map.insert("items".into(), Value::Array(items));
+                    }
+                    Value::Object(map)
+                })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_reads_what_the_whole_tree_holds(value in object()) {
+            let json = value.to_string();
+            let whole = read_whole(&json);
+            for text in [json.clone(), serde_norway::to_string(&value).unwrap()] {
+                match (&whole, parse_str(&text)) {
+                    (Ok(expected), Ok(streamed)) => prop_assert_eq!(expected, &streamed),
+                    (Err(_), Err(_)) => {}
+                    (expected, streamed) => prop_assert!(false, "{text}: {expected:?} but {streamed:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn service_entry_with_items_is_refused_for_that_field() {
+        let text = format!(
+            r#"{{"items":[{}],"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{{"name":"x"}}}}"#,
+            se_json("a")
+        );
+        let parsed = parse_str(&text).unwrap();
+        assert_eq!(
+            parsed.len(),
+            1,
+            "the items of a non-List are not read as objects"
+        );
+        assert_eq!(parsed[0].entry.as_ref().unwrap_err().path, "items");
+    }
+
+    #[test]
+    fn scalar_list_item_is_a_parse_error_naming_the_item() {
+        let text = format!(r#"{{"items":[{}, "oops"],"kind":"List"}}"#, se_json("a"));
+        let err = parse_str(&text).unwrap_err();
+        assert!(err.message.contains("items[1]"), "{err}");
+        assert!(err.message.contains("a string"), "{err}");
+        // The same items under a kind that is no List are not objects of the document.
+        let text = text.replace("\"List\"", "\"ConfigMap\"");
+        assert!(parse_str(&text).unwrap().is_empty());
+    }
+
+    #[test]
+    fn lists_nested_too_deeply_are_refused() {
+        let mut text = se_json("a");
+        for _ in 0..=MAX_LIST_DEPTH {
+            text = format!(r#"{{"kind":"List","items":[{text}]}}"#);
+        }
+        let err = parse_str(&text).unwrap_err();
+        assert!(err.message.contains("nested too deeply"), "{err}");
+    }
+
+    #[test]
+    fn scalar_document_names_what_it_found() {
+        let err = parse_str("---\nkind: List\n---\n42\n").unwrap_err();
+        assert!(err.message.starts_with("document 2: "), "{err}");
+        assert!(err.message.contains("42"), "{err}");
     }
 
     #[test]
