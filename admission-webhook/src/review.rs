@@ -2,6 +2,7 @@
 //! the response built from a request so that its uid and version always match.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub const GROUP: &str = "admission.k8s.io";
@@ -36,7 +37,7 @@ pub struct GroupVersionResource {
     pub resource: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRequest {
     pub uid: String,
@@ -49,10 +50,11 @@ pub struct AdmissionRequest {
     #[serde(default)]
     pub namespace: Option<String>,
     pub operation: Operation,
+    /// The object as sent, decoded only by the rule that reads it.
     #[serde(default)]
-    pub object: Option<Value>,
+    pub object: Option<Box<RawValue>>,
     #[serde(default)]
-    pub old_object: Option<Value>,
+    pub old_object: Option<Box<RawValue>>,
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
@@ -103,27 +105,36 @@ pub fn parse(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ReviewError::Empty);
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ReviewError::Json(e.to_string()))?;
-    let api_version = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    if api_version != format!("{GROUP}/v1") && api_version != format!("{GROUP}/v1beta1") {
-        return Err(ReviewError::Version(api_version));
-    }
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
-    if kind != KIND {
-        return Err(ReviewError::Kind(kind.to_string()));
-    }
-    let review: AdmissionReview =
-        serde_json::from_value(value).map_err(|e| ReviewError::Shape(e.to_string()))?;
+    let typed = serde_json::from_slice::<AdmissionReview>(body);
+    let review = match typed {
+        Ok(review) if is_review(&review.api_version, &review.kind) => review,
+        // Something is wrong: name the first of syntax, version, kind and shape, in that order.
+        typed => {
+            let value: Value =
+                serde_json::from_slice(body).map_err(|e| ReviewError::Json(e.to_string()))?;
+            let field = |name| value.get(name).and_then(Value::as_str).unwrap_or("");
+            let (api_version, kind) = (field("apiVersion"), field("kind"));
+            if !is_review(api_version, KIND) {
+                return Err(ReviewError::Version(api_version.to_string()));
+            }
+            if kind != KIND {
+                return Err(ReviewError::Kind(kind.to_string()));
+            }
+            typed.map_err(|e| ReviewError::Shape(e.to_string()))?
+        }
+    };
     let request = review.request.ok_or(ReviewError::NoRequest)?;
     if request.uid.is_empty() {
         return Err(ReviewError::NoUid);
     }
     Ok((review.api_version, request))
+}
+
+fn is_review(api_version: &str, kind: &str) -> bool {
+    let version = api_version
+        .strip_prefix(GROUP)
+        .and_then(|v| v.strip_prefix('/'));
+    matches!(version, Some("v1" | "v1beta1")) && kind == KIND
 }
 
 /// What the webhook decided about one request.
@@ -281,7 +292,7 @@ mod tests {
         );
         let (_, request) = parse(review.to_string().as_bytes()).unwrap();
         assert_eq!(request.operation, Operation::Delete);
-        assert_eq!(request.object, None);
+        assert!(request.object.is_none());
         assert_eq!(request.name.as_deref(), Some("a"));
         assert_eq!(request.kind.version, "v1alpha3");
     }
@@ -298,32 +309,44 @@ mod tests {
             let (api, request) = parse(review(version).as_bytes()).unwrap();
             assert_eq!(api, version);
             assert_eq!(request.operation, Operation::Delete);
-            assert_eq!(request.object, None);
+            assert!(request.object.is_none());
         }
     }
 
     #[test]
     fn rejects_what_is_not_a_review_in_one_line() {
-        assert_eq!(parse(b""), Err(ReviewError::Empty));
+        assert_eq!(parse(b"").err(), Some(ReviewError::Empty));
         assert!(matches!(
             parse(b"{\"apiVersion\":"),
             Err(ReviewError::Json(_))
         ));
         assert_eq!(
-            parse(br#"{"apiVersion":"v1","kind":"Pod"}"#),
-            Err(ReviewError::Version("v1".into()))
+            parse(br#"{"apiVersion":"v1","kind":"Pod"}"#).err(),
+            Some(ReviewError::Version("v1".into()))
         );
         assert_eq!(
-            parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"Review"}"#),
-            Err(ReviewError::Kind("Review".into()))
+            parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"Review"}"#).err(),
+            Some(ReviewError::Kind("Review".into()))
         );
         assert_eq!(
-            parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
-            Err(ReviewError::NoRequest)
+            parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).err(),
+            Some(ReviewError::NoRequest)
         );
         let no_uid =
             review("admission.k8s.io/v1").replace("705ab4f5-6393-11e8-b7cc-42010a800002", "");
-        assert_eq!(parse(no_uid.as_bytes()), Err(ReviewError::NoUid));
+        assert_eq!(parse(no_uid.as_bytes()).err(), Some(ReviewError::NoUid));
+        // A request of the wrong shape is named as such, unless the version or kind is wrong.
+        let bad_uid = review("admission.k8s.io/v1")
+            .replace(r#""705ab4f5-6393-11e8-b7cc-42010a800002""#, "42");
+        let Some(ReviewError::Shape(message)) = parse(bad_uid.as_bytes()).err() else {
+            panic!("a number as uid is a shape error");
+        };
+        assert!(message.contains("invalid type: integer `42`"), "{message}");
+        let bad_both = bad_uid.replace("admission.k8s.io/v1", "admission.k8s.io/v2");
+        assert_eq!(
+            parse(bad_both.as_bytes()).err(),
+            Some(ReviewError::Version("admission.k8s.io/v2".into()))
+        );
         for err in [ReviewError::Empty, ReviewError::NoUid] {
             assert!(!err.to_string().contains('\n'));
         }

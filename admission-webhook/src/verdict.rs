@@ -2,8 +2,11 @@
 //! every case is a unit test.
 
 use ipnet::IpNet;
-use policy::document::decode;
-use policy::{check_entry, parse_address, AddressIndex, Finding, ObjectKey, Options, Severity};
+use policy::document::{decode, decode_json, DecodeError};
+use policy::{
+    check_entry, parse_address, AddressIndex, Finding, ObjectKey, Options, ServiceEntry, Severity,
+};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::review::{AdmissionRequest, Operation, Verdict};
@@ -60,7 +63,7 @@ pub fn decide(request: &AdmissionRequest, index: &AddressIndex, options: &Option
     {
         return Decision::allow();
     }
-    let Some(mut object) = request.object.clone().filter(|o| !o.is_null()) else {
+    let Some(object) = request.object.as_deref() else {
         return Decision::deny(
             400,
             "decode",
@@ -68,25 +71,27 @@ pub fn decide(request: &AdmissionRequest, index: &AddressIndex, options: &Option
         );
     };
     // The API server fills metadata.namespace, but be safe with hand-made reviews.
-    if let (Some(namespace), Some(meta)) = (
-        request.namespace.as_deref().filter(|n| !n.is_empty()),
-        object.get_mut("metadata").and_then(Value::as_object_mut),
-    ) {
-        meta.entry("namespace")
-            .or_insert_with(|| Value::String(namespace.to_string()));
-    }
-    let se = match decode(object) {
-        Ok(se) => se,
-        Err(e) => {
-            return Decision::deny(
-                400,
-                "decode",
-                format!(
-                    "ServiceEntry {} cannot be decoded: {}: {}",
-                    e.key, e.path, e.message
-                ),
-            )
+    let namespace = request.namespace.as_deref().filter(|n| !n.is_empty());
+    let se = match decode_json(object.get()) {
+        Some(mut se) => {
+            if se.metadata.namespace.is_none() {
+                se.metadata.namespace = namespace.map(str::to_string);
+            }
+            se
         }
+        None => match decode_value(object, namespace) {
+            Ok(se) => se,
+            Err(e) => {
+                return Decision::deny(
+                    400,
+                    "decode",
+                    format!(
+                        "ServiceEntry {} cannot be decoded: {}: {}",
+                        e.key, e.path, e.message
+                    ),
+                )
+            }
+        },
     };
     let key = se.key();
     let findings = check_entry(&se, index, options);
@@ -121,6 +126,21 @@ pub fn decide(request: &AdmissionRequest, index: &AddressIndex, options: &Option
         claim: Some((key, nets)),
         reasons: Vec::new(),
     }
+}
+
+/// The slow path of decoding, for an object that does not decode as it is: through a value,
+/// so that the error names the field path and the object's `namespace/name`.
+fn decode_value(object: &RawValue, namespace: Option<&str>) -> Result<ServiceEntry, DecodeError> {
+    // Text that came in as a RawValue is JSON.
+    let mut value: Value = serde_json::from_str(object.get()).unwrap_or_default();
+    if let (Some(namespace), Some(meta)) = (
+        namespace,
+        value.get_mut("metadata").and_then(Value::as_object_mut),
+    ) {
+        meta.entry("namespace")
+            .or_insert_with(|| Value::String(namespace.to_string()));
+    }
+    decode(value)
 }
 
 fn short_warning(finding: &Finding) -> String {
@@ -169,7 +189,7 @@ pub(crate) mod fixtures {
             name: None,
             namespace: Some("foo".into()),
             operation,
-            object,
+            object: object.map(|o| serde_json::value::to_raw_value(&o).expect("JSON")),
             old_object: None,
             dry_run: None,
         }
