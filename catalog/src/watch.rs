@@ -1,13 +1,20 @@
-//! Calls back when anything under a set of paths changes, including the symlink swap that
+//! Calls back when what a set of paths stands for changes, including the symlink swap that
 //! Kubernetes ConfigMap and Secret volumes make (`..data` is replaced, so the files themselves
 //! never see an event): a file is watched through its directory.
+//!
+//! Only events about the watched files, the manifests of a watched directory and the volume's
+//! `..` entries count. Anything else written beside them (a log file, an editor's swap file)
+//! is ignored: reacting to it could make a reload write a log line that causes the next one.
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, CreateKind, RemoveKind};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+use crate::is_manifest;
 
 /// Events closer together than this are one change: an editor or kubelet writes in steps.
 pub const SETTLE: Duration = Duration::from_millis(150);
@@ -24,35 +31,108 @@ pub struct WatchError {
     pub error: notify::Error,
 }
 
-/// What to watch for `path`: a directory itself (recursively), or a file's directory.
-fn watch_target(path: &Path) -> (PathBuf, RecursiveMode) {
-    if path.is_dir() {
-        (path.to_path_buf(), RecursiveMode::Recursive)
-    } else {
-        let parent = path
+/// One watched path, as the events will name it (its directory made canonical, since notify
+/// builds event paths from the path it was given).
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    /// A file: watched through its directory, recursively not.
+    File { dir: PathBuf, name: OsString },
+    /// A directory of manifests, watched recursively.
+    Dir(PathBuf),
+}
+
+impl Target {
+    fn of(path: &Path) -> Target {
+        if path.is_dir() {
+            return Target::Dir(canonical(path));
+        }
+        let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        (parent.to_path_buf(), RecursiveMode::NonRecursive)
+        Target::File {
+            dir: canonical(dir),
+            name: path.file_name().map(OsString::from).unwrap_or_default(),
+        }
+    }
+
+    fn watched(&self) -> (&Path, RecursiveMode) {
+        match self {
+            Target::File { dir, .. } => (dir, RecursiveMode::NonRecursive),
+            Target::Dir(dir) => (dir, RecursiveMode::Recursive),
+        }
+    }
+
+    /// Whether an event about `path` can change what this target stands for.
+    fn cares_about(&self, path: &Path, kind: &EventKind) -> bool {
+        match self {
+            Target::File { dir, name } => {
+                path.parent() == Some(dir.as_path())
+                    && (path.file_name() == Some(name.as_os_str()) || is_volume_entry(path))
+            }
+            Target::Dir(dir) => {
+                let Ok(inside) = path.strip_prefix(dir) else {
+                    return false;
+                };
+                is_manifest(path)
+                    || matches!(
+                        kind,
+                        EventKind::Create(CreateKind::Folder)
+                            | EventKind::Remove(RemoveKind::Folder)
+                    )
+                    || path.is_dir()
+                    || inside.components().any(|c| is_volume_entry(Path::new(&c)))
+            }
+        }
     }
 }
 
-/// Runs `on_change` on a background thread after changes under `paths` settle.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `..data`, `..data_tmp` and the timestamped `..2026_11_26_...` folders of a Kubernetes
+/// volume's atomic writer.
+fn is_volume_entry(path: &Path) -> bool {
+    match path.components().next_back() {
+        Some(Component::Normal(name)) => name.to_string_lossy().starts_with(".."),
+        _ => false,
+    }
+}
+
+/// Whether `event` may change what one of `targets` stands for.
+fn matters(event: &Event, targets: &[Target]) -> bool {
+    // Opening and reading (the reload's own reads among them) change nothing; closing a file
+    // written to does.
+    if matches!(
+        event.kind,
+        EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
+        )
+    ) {
+        return false;
+    }
+    // An event without paths (the kernel's queue overflowed) may hide anything.
+    event.paths.is_empty()
+        || event.need_rescan()
+        || event
+            .paths
+            .iter()
+            .any(|path| targets.iter().any(|t| t.cares_about(path, &event.kind)))
+}
+
+/// Runs `on_change` on a background thread after changes to what `paths` stand for settle:
+/// the files themselves, or the manifests under a directory (see [`crate::files`]).
 pub fn watch<F>(paths: &[PathBuf], mut on_change: F) -> Result<WatchHandle, WatchError>
 where
     F: FnMut() + Send + 'static,
 {
+    let targets: Vec<Target> = paths.iter().map(|p| Target::of(p)).collect();
     let (tx, rx) = mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Opening and reading (the reload's own reads among them) change nothing; closing a
-        // file written to does.
+    let filter = targets.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
         let changed = match event {
-            Ok(event) => !matches!(
-                event.kind,
-                EventKind::Access(
-                    AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
-                )
-            ),
+            Ok(event) => matters(&event, &filter),
             Err(_) => true,
         };
         if changed {
@@ -63,10 +143,10 @@ where
         path: PathBuf::new(),
         error,
     })?;
-    for path in paths {
-        let (target, mode) = watch_target(path);
-        watcher.watch(&target, mode).map_err(|error| WatchError {
-            path: target.clone(),
+    for target in &targets {
+        let (path, mode) = target.watched();
+        watcher.watch(path, mode).map_err(|error| WatchError {
+            path: path.to_path_buf(),
             error,
         })?;
     }
@@ -104,6 +184,94 @@ mod tests {
         false
     }
 
+    /// Counts callbacks of a watch on `paths`.
+    fn counting(paths: &[PathBuf]) -> (Arc<AtomicUsize>, WatchHandle) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&count);
+        let handle = watch(paths, move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        (count, handle)
+    }
+
+    /// Writes what should be ignored, gives a callback time to come, then makes one change
+    /// that counts: exactly one callback means the first writes were ignored.
+    fn only_the_change_counts(count: &AtomicUsize, ignored: impl Fn(), change: impl Fn()) {
+        ignored();
+        std::thread::sleep(SETTLE * 4);
+        change();
+        assert!(wait_for(count, 1), "no callback after the change");
+        std::thread::sleep(SETTLE * 4);
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "a callback for what is ignored"
+        );
+    }
+
+    #[test]
+    fn a_file_beside_the_watched_one_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = dir.path().join("entries.yaml");
+        std::fs::write(&entries, "a").unwrap();
+        let (count, _handle) = counting(std::slice::from_ref(&entries));
+        only_the_change_counts(
+            &count,
+            || {
+                for i in 0..3 {
+                    std::fs::write(dir.path().join("webhook.log"), format!("line {i}")).unwrap();
+                    std::fs::write(dir.path().join("other.yaml"), "x").unwrap();
+                }
+            },
+            || std::fs::write(&entries, "b").unwrap(),
+        );
+    }
+
+    #[test]
+    fn a_file_target_cares_about_its_name_and_the_volume_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("entries.yaml"), "a").unwrap();
+        let target = Target::of(&dir.path().join("entries.yaml"));
+        let Target::File { dir: watched, name } = &target else {
+            panic!("a file is watched as one: {target:?}");
+        };
+        assert_eq!(watched, &canonical(dir.path()));
+        assert_eq!(name, "entries.yaml");
+        let modify = EventKind::Modify(notify::event::ModifyKind::Any);
+        assert!(target.cares_about(&watched.join("entries.yaml"), &modify));
+        assert!(target.cares_about(&watched.join("..data"), &modify));
+        assert!(!target.cares_about(&watched.join("entries.yaml.swp"), &modify));
+        assert!(!target.cares_about(&watched.join("sub/entries.yaml"), &modify));
+    }
+
+    #[test]
+    fn in_a_directory_only_manifests_and_folders_count() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let (count, _handle) = counting(&[dir.path().to_path_buf()]);
+        only_the_change_counts(
+            &count,
+            || {
+                std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+                std::fs::write(dir.path().join("sub/dns-shim.log"), "x").unwrap();
+            },
+            || std::fs::write(dir.path().join("sub/new.yaml"), "x").unwrap(),
+        );
+        std::fs::remove_file(dir.path().join("sub/new.yaml")).unwrap();
+        assert!(
+            wait_for(&count, 2),
+            "no callback after a manifest was removed"
+        );
+        std::thread::sleep(SETTLE * 4);
+        let before = count.load(Ordering::SeqCst);
+        std::fs::remove_dir_all(dir.path().join("sub")).unwrap();
+        assert!(
+            wait_for(&count, before + 1),
+            "no callback after a folder was removed"
+        );
+    }
+
     #[test]
     fn sees_a_configmap_style_symlink_swap() {
         let dir = tempfile::tempdir().unwrap();
@@ -112,12 +280,7 @@ mod tests {
         std::fs::write(root.join("..v1/se.yaml"), "a").unwrap();
         std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/se.yaml", root.join("se.yaml")).unwrap();
-        let count = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::clone(&count);
-        let _handle = watch(&[root.join("se.yaml")], move || {
-            seen.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap();
+        let (count, _handle) = counting(&[root.join("se.yaml")]);
         // What kubelet does: write a new timestamped folder, then swap `..data` atomically.
         std::fs::create_dir(root.join("..v2")).unwrap();
         std::fs::write(root.join("..v2/se.yaml"), "b").unwrap();
