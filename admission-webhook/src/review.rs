@@ -105,6 +105,8 @@ pub fn parse(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ReviewError::Empty);
     }
+    // Typed in one pass; a review with a field given twice is refused here as a wrong shape
+    // (kube-apiserver never sends one).
     let typed = serde_json::from_slice::<AdmissionReview>(body);
     let review = match typed {
         Ok(review) if is_review(&review.api_version, &review.kind) => review,

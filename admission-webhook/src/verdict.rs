@@ -3,6 +3,7 @@
 
 use ipnet::IpNet;
 use policy::document::{decode, decode_json, DecodeError};
+use policy::model::DEFAULT_NAMESPACE;
 use policy::{
     check_entry, parse_address, AddressIndex, Finding, ObjectKey, Options, ServiceEntry, Severity,
 };
@@ -129,16 +130,26 @@ pub fn decide(request: &AdmissionRequest, index: &AddressIndex, options: &Option
 }
 
 /// The slow path of decoding, for an object that does not decode as it is: through a value,
-/// so that the error names the field path and the object's `namespace/name`.
+/// so that the error names the field path and the object's `namespace/name`. The namespace is
+/// filled in as on the fast path: where the object has none (or null), the request's.
 fn decode_value(object: &RawValue, namespace: Option<&str>) -> Result<ServiceEntry, DecodeError> {
-    // Text that came in as a RawValue is JSON.
-    let mut value: Value = serde_json::from_str(object.get()).unwrap_or_default();
-    if let (Some(namespace), Some(meta)) = (
-        namespace,
-        value.get_mut("metadata").and_then(Value::as_object_mut),
-    ) {
-        meta.entry("namespace")
-            .or_insert_with(|| Value::String(namespace.to_string()));
+    let mut value: Value = serde_json::from_str(object.get()).map_err(|e| DecodeError {
+        key: ObjectKey::new(namespace.unwrap_or(DEFAULT_NAMESPACE), ""),
+        path: ".".to_string(),
+        message: format!("object is not readable JSON: {e}"),
+    })?;
+    if let (Some(namespace), Some(fields)) = (namespace, value.as_object_mut()) {
+        let metadata = fields
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(slot) = metadata
+            .as_object_mut()
+            .map(|meta| meta.entry("namespace").or_insert(Value::Null))
+        {
+            if slot.is_null() {
+                *slot = Value::String(namespace.to_string());
+            }
+        }
     }
     decode(value)
 }
@@ -343,5 +354,73 @@ mod tests {
             &Options::default(),
         );
         assert!(d.verdict.allowed, "{}", d.verdict.message);
+    }
+
+    /// The key a denial names for an object whose metadata is `meta`, in a request for `foo`.
+    fn denied_key(meta: Option<Value>, valid: bool) -> String {
+        let mut obj = object("x", "127.255.0.2", 15443);
+        match meta {
+            Some(meta) => obj["metadata"] = meta,
+            None => {
+                obj.as_object_mut().unwrap().remove("metadata");
+            }
+        }
+        if !valid {
+            // Fails decoding: the slow path names the key.
+            obj["spec"]["hostz"] = json!(["y"]);
+        }
+        // The address is taken by default/y and by foo/y: the denial names the entry's key.
+        let taken = [decode(object("y", "127.255.0.2", 15443)).unwrap(), {
+            let mut other = object("y", "127.255.0.2", 15443);
+            other["metadata"]["namespace"] = json!("default");
+            decode(other).unwrap()
+        }];
+        let index = AddressIndex::build(&taken);
+        let d = decide(
+            &request(Operation::Create, Some(obj)),
+            &index,
+            &Options::default(),
+        );
+        assert!(!d.verdict.allowed);
+        let message = &d.verdict.message;
+        let key = message
+            .strip_prefix("ServiceEntry ")
+            .and_then(|m| m.split(' ').next())
+            .unwrap_or_default();
+        key.to_string()
+    }
+
+    #[test]
+    fn both_decoding_paths_take_the_namespace_alike() {
+        for valid in [true, false] {
+            for (meta, expected) in [
+                (Some(json!({"name": "x"})), "foo/x"),
+                (Some(json!({"name": "x", "namespace": null})), "foo/x"),
+                (Some(json!({"name": "x", "namespace": "bar"})), "bar/x"),
+                (None, "foo/"),
+            ] {
+                assert_eq!(
+                    denied_key(meta.clone(), valid),
+                    expected,
+                    "metadata {meta:?}, decodes: {valid}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_object_too_deep_to_read_is_named_as_such() {
+        let mut obj = object("x", "127.255.0.2", 15443).to_string();
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        obj.insert_str(1, &format!(r#""deep":{deep},"#));
+        let mut req = request(Operation::Create, None);
+        req.object = Some(RawValue::from_string(obj).unwrap());
+        let d = decide(&req, &AddressIndex::new(), &Options::default());
+        assert_eq!(d.verdict.code, 400);
+        assert!(
+            d.verdict.message.contains("not readable JSON"),
+            "{}",
+            d.verdict.message
+        );
     }
 }

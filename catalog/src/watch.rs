@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode, CreateKind, RemoveKind};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::is_manifest;
@@ -66,6 +66,8 @@ impl Target {
     /// Whether an event about `path` can change what this target stands for.
     fn cares_about(&self, path: &Path, kind: &EventKind) -> bool {
         match self {
+            // The directory itself removed or moved away.
+            Target::File { dir, .. } | Target::Dir(dir) if path == dir => true,
             Target::File { dir, name } => {
                 path.parent() == Some(dir.as_path())
                     && (path.file_name() == Some(name.as_os_str()) || is_volume_entry(path))
@@ -75,13 +77,18 @@ impl Target {
                     return false;
                 };
                 is_manifest(path)
-                    || matches!(
-                        kind,
-                        EventKind::Create(CreateKind::Folder)
-                            | EventKind::Remove(RemoveKind::Folder)
-                    )
                     || path.is_dir()
                     || inside.components().any(|c| is_volume_entry(Path::new(&c)))
+                    || match kind {
+                        EventKind::Create(CreateKind::Folder)
+                        | EventKind::Remove(RemoveKind::Folder) => true,
+                        // Gone or renamed, so no longer there to look at: a folder, or a link
+                        // to one, has no extension.
+                        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
+                            path.extension().is_none()
+                        }
+                        _ => false,
+                    }
             }
         }
     }
@@ -238,7 +245,7 @@ mod tests {
         };
         assert_eq!(watched, &canonical(dir.path()));
         assert_eq!(name, "entries.yaml");
-        let modify = EventKind::Modify(notify::event::ModifyKind::Any);
+        let modify = EventKind::Modify(ModifyKind::Any);
         assert!(target.cares_about(&watched.join("entries.yaml"), &modify));
         assert!(target.cares_about(&watched.join("..data"), &modify));
         assert!(!target.cares_about(&watched.join("entries.yaml.swp"), &modify));
@@ -273,6 +280,25 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_moved_out_of_the_directory_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let watched = dir.path().join("entries");
+        std::fs::create_dir_all(watched.join("team-a")).unwrap();
+        std::fs::write(watched.join("team-a/a.yaml"), "a").unwrap();
+        let (count, _handle) = counting(std::slice::from_ref(&watched));
+        std::fs::rename(watched.join("team-a"), dir.path().join("team-a")).unwrap();
+        assert!(wait_for(&count, 1), "no callback after a folder moved out");
+    }
+
+    #[test]
+    fn a_file_that_appears_after_the_watch_began_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (count, _handle) = counting(&[dir.path().join("later.yaml")]);
+        std::fs::write(dir.path().join("later.yaml"), "a").unwrap();
+        assert!(wait_for(&count, 1), "no callback after the file appeared");
+    }
+
+    #[test]
     fn sees_a_configmap_style_symlink_swap() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -280,11 +306,12 @@ mod tests {
         std::fs::write(root.join("..v1/se.yaml"), "a").unwrap();
         std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/se.yaml", root.join("se.yaml")).unwrap();
-        let (count, _handle) = counting(&[root.join("se.yaml")]);
-        // What kubelet does: write a new timestamped folder, then swap `..data` atomically.
+        // What kubelet does: write a new timestamped folder (before the watch here, so that
+        // only the swap can call back), then swap `..data` atomically.
         std::fs::create_dir(root.join("..v2")).unwrap();
         std::fs::write(root.join("..v2/se.yaml"), "b").unwrap();
         std::os::unix::fs::symlink("..v2", root.join("..data_tmp")).unwrap();
+        let (count, _handle) = counting(&[root.join("se.yaml")]);
         std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
         assert!(wait_for(&count, 1), "no callback after the swap");
     }

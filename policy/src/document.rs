@@ -61,13 +61,14 @@ pub struct Parsed {
 /// Every ServiceEntry in `text`, in order. JSON is recognised by a leading `{` or `[`.
 ///
 /// The text is read in one pass: the items of a `kind: List` are decoded one at a time as the
-/// parser reaches them, so a large list is never held as one tree of values.
+/// parser reaches them, so a large list is never held as one tree of values. A syntax error
+/// anywhere in a document is reported before what is wrong with its shape.
 pub fn parse_str(text: &str) -> Result<Vec<Parsed>, ParseError> {
-    let mut out = Vec::new();
+    let mut found = Found::default();
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let mut reader = serde_json::Deserializer::from_str(trimmed);
-        Objects::top(1, &mut out)
+        Objects::top(1, &mut found)
             .deserialize(&mut reader)
             .and_then(|()| reader.end())
             .map_err(|e| {
@@ -80,10 +81,39 @@ pub fn parse_str(text: &str) -> Result<Vec<Parsed>, ParseError> {
                     message: json_message(&e),
                 }
             })?;
-        return Ok(out);
+        return found.into_result(None);
     }
-    parse_yaml(text, &mut out)?;
-    Ok(out)
+    parse_yaml(text, &mut found)?;
+    Ok(found.parsed)
+}
+
+/// What a document held so far: its ServiceEntries, and the first node that is not a
+/// Kubernetes object, reported once the whole document has been read.
+#[derive(Default)]
+struct Found {
+    parsed: Vec<Parsed>,
+    failure: Option<String>,
+}
+
+impl Found {
+    fn fail(&mut self, message: String) {
+        self.failure.get_or_insert(message);
+    }
+
+    /// The entries, or the failure, named with its document's number when there are several.
+    fn into_result(mut self, document: Option<usize>) -> Result<Vec<Parsed>, ParseError> {
+        match self.failure.take() {
+            None => Ok(self.parsed),
+            Some(message) => Err(ParseError {
+                line: None,
+                column: None,
+                message: match document {
+                    Some(n) => format!("document {n}: {message}"),
+                    None => message,
+                },
+            }),
+        }
+    }
 }
 
 fn json_message(e: &serde_json::Error) -> String {
@@ -96,9 +126,9 @@ fn json_message(e: &serde_json::Error) -> String {
 }
 
 #[cfg(feature = "yaml")]
-fn parse_yaml(text: &str, out: &mut Vec<Parsed>) -> Result<(), ParseError> {
+fn parse_yaml(text: &str, found: &mut Found) -> Result<(), ParseError> {
     for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
-        Objects::top(i + 1, out)
+        Objects::top(i + 1, found)
             .deserialize(document)
             .map_err(|e| {
                 let location = e.location();
@@ -114,12 +144,19 @@ fn parse_yaml(text: &str, out: &mut Vec<Parsed>) -> Result<(), ParseError> {
                     message: format!("document {}: {message}", i + 1),
                 }
             })?;
+        if let Some(message) = found.failure.take() {
+            return Err(ParseError {
+                line: None,
+                column: None,
+                message: format!("document {}: {message}", i + 1),
+            });
+        }
     }
     Ok(())
 }
 
 #[cfg(not(feature = "yaml"))]
-fn parse_yaml(_text: &str, _out: &mut Vec<Parsed>) -> Result<(), ParseError> {
+fn parse_yaml(_text: &str, _found: &mut Found) -> Result<(), ParseError> {
     Err(ParseError {
         line: None,
         column: None,
@@ -134,16 +171,21 @@ fn parse_yaml(_text: &str, _out: &mut Vec<Parsed>) -> Result<(), ParseError> {
 struct Objects<'a> {
     document: usize,
     depth: usize,
-    out: &'a mut Vec<Parsed>,
+    found: &'a mut Found,
 }
 
 impl<'a> Objects<'a> {
-    fn top(document: usize, out: &'a mut Vec<Parsed>) -> Self {
+    fn top(document: usize, found: &'a mut Found) -> Self {
         Objects {
             document,
             depth: 0,
-            out,
+            found,
         }
+    }
+
+    fn scalar<E: de::Error>(self, value: Value) -> Result<(), E> {
+        self.found.fail(not_an_object(&value));
+        Ok(())
     }
 }
 
@@ -170,6 +212,34 @@ impl<'de> Visitor<'de> for Objects<'_> {
         Ok(())
     }
 
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.scalar(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.scalar(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.scalar(Value::from(v))
+    }
+
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<(), E> {
+        self.scalar(Value::from(v.to_string()))
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<(), E> {
+        self.scalar(Value::from(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.scalar(Value::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.scalar(Value::from(v))
+    }
+
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let depth = self.depth + 1;
         let document = self.document;
@@ -177,7 +247,7 @@ impl<'de> Visitor<'de> for Objects<'_> {
             let item = Objects {
                 document,
                 depth,
-                out: &mut *self.out,
+                found: &mut *self.found,
             };
             if seq.next_element_seed(item)?.is_none() {
                 return Ok(());
@@ -213,12 +283,12 @@ impl<'de> Visitor<'de> for Objects<'_> {
         let kind = fields.get("kind").and_then(Value::as_str).unwrap_or("");
         if let (true, Some(Items::List { objects, failure })) = (kind.ends_with("List"), items) {
             if self.depth >= MAX_LIST_DEPTH {
-                return Err(de::Error::custom("lists nested too deeply"));
+                self.found.fail("lists nested too deeply".to_string());
+            } else if let Some(failure) = failure {
+                self.found.fail(failure);
+            } else {
+                self.found.parsed.extend(objects);
             }
-            if let Some(failure) = failure {
-                return Err(de::Error::custom(failure));
-            }
-            self.out.extend(objects);
             return Ok(());
         }
         let api_version = fields
@@ -227,7 +297,7 @@ impl<'de> Visitor<'de> for Objects<'_> {
             .unwrap_or("");
         let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
         if kind == KIND && group == GROUP {
-            self.out.push(Parsed {
+            self.found.parsed.push(Parsed {
                 document: self.document,
                 entry: decode(Value::Object(fields)),
             });
@@ -359,22 +429,24 @@ fn collect(
             }
             Ok(())
         }
-        other => Err(format!(
-            "{} where a Kubernetes object was expected",
-            type_name(&other)
-        )),
+        other => Err(not_an_object(&other)),
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
+/// What is said of a scalar found where an object or a list belongs.
+fn not_an_object(value: &Value) -> String {
+    const SHOWN: usize = 40;
+    let what = match value {
+        Value::Bool(_) => "the boolean",
+        Value::Number(_) => "the number",
+        Value::String(_) => "the string",
+        Value::Null | Value::Array(_) | Value::Object(_) => "the value",
+    };
+    let mut shown = value.to_string();
+    if shown.chars().count() > SHOWN {
+        shown = shown.chars().take(SHOWN).chain("...".chars()).collect();
     }
+    format!("{what} {shown} where a Kubernetes object was expected")
 }
 
 /// Decodes one object of kind ServiceEntry in the `networking.istio.io` group.
@@ -692,7 +764,7 @@ mod tests {
         let text = format!(r#"{{"items":[{}, "oops"],"kind":"List"}}"#, se_json("a"));
         let err = parse_str(&text).unwrap_err();
         assert!(err.message.contains("items[1]"), "{err}");
-        assert!(err.message.contains("a string"), "{err}");
+        assert!(err.message.contains(r#"the string "oops""#), "{err}");
         // The same items under a kind that is no List are not objects of the document.
         let text = text.replace("\"List\"", "\"ConfigMap\"");
         assert!(parse_str(&text).unwrap().is_empty());
@@ -701,11 +773,34 @@ mod tests {
     #[test]
     fn lists_nested_too_deeply_are_refused() {
         let mut text = se_json("a");
-        for _ in 0..=MAX_LIST_DEPTH {
+        for _ in 0..MAX_LIST_DEPTH {
             text = format!(r#"{{"kind":"List","items":[{text}]}}"#);
         }
+        assert_eq!(
+            parse_str(&text).unwrap().len(),
+            1,
+            "{MAX_LIST_DEPTH} levels are read"
+        );
+        let text = format!(r#"{{"kind":"List","items":[{text}]}}"#);
         let err = parse_str(&text).unwrap_err();
         assert!(err.message.contains("nested too deeply"), "{err}");
+        let yaml = serde_norway::to_string(&serde_json::from_str::<Value>(&text).unwrap()).unwrap();
+        let err = parse_str(&yaml).unwrap_err();
+        assert!(err.message.contains("nested too deeply"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_before_a_scalar_in_the_wrong_place() {
+        let err = parse_str(r#"{"kind":"List","items":[1]} x"#).unwrap_err();
+        assert!(err.message.contains("trailing characters"), "{err}");
+        assert_eq!(err.column, Some(29), "{err}");
+        let err = parse_str("[1, {").unwrap_err();
+        assert!(err.message.contains("EOF"), "{err}");
+        let err = parse_str("kind: List\nitems: [1]\nx: [\n").unwrap_err();
+        assert!(
+            err.line.is_some(),
+            "a YAML syntax error has its line: {err}"
+        );
     }
 
     #[test]
