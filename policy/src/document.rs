@@ -81,7 +81,8 @@ pub fn parse_str(text: &str) -> Result<Vec<Parsed>, ParseError> {
                     message: json_message(&e),
                 }
             })?;
-        return found.into_result(None);
+        found.check(None)?;
+        return Ok(found.parsed);
     }
     parse_yaml(text, &mut found)?;
     Ok(found.parsed)
@@ -100,10 +101,11 @@ impl Found {
         self.failure.get_or_insert(message);
     }
 
-    /// The entries, or the failure, named with its document's number when there are several.
-    fn into_result(mut self, document: Option<usize>) -> Result<Vec<Parsed>, ParseError> {
+    /// The failure of a document read to its end, named with the document's number when the
+    /// text may hold several.
+    fn check(&mut self, document: Option<usize>) -> Result<(), ParseError> {
         match self.failure.take() {
-            None => Ok(self.parsed),
+            None => Ok(()),
             Some(message) => Err(ParseError {
                 line: None,
                 column: None,
@@ -144,13 +146,7 @@ fn parse_yaml(text: &str, found: &mut Found) -> Result<(), ParseError> {
                     message: format!("document {}: {message}", i + 1),
                 }
             })?;
-        if let Some(message) = found.failure.take() {
-            return Err(ParseError {
-                line: None,
-                column: None,
-                message: format!("document {}: {message}", i + 1),
-            });
-        }
+        found.check(Some(i + 1))?;
     }
     Ok(())
 }
