@@ -109,14 +109,14 @@ pub fn parse(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
     // (kube-apiserver never sends one).
     let typed = serde_json::from_slice::<AdmissionReview>(body);
     let review = match typed {
-        Ok(review) if is_review(&review.api_version, &review.kind) => review,
+        Ok(review) if is_review_version(&review.api_version) && review.kind == KIND => review,
         // Something is wrong: name the first of syntax, version, kind and shape, in that order.
         typed => {
             let value: Value =
                 serde_json::from_slice(body).map_err(|e| ReviewError::Json(e.to_string()))?;
             let field = |name| value.get(name).and_then(Value::as_str).unwrap_or("");
             let (api_version, kind) = (field("apiVersion"), field("kind"));
-            if !is_review(api_version, KIND) {
+            if !is_review_version(api_version) {
                 return Err(ReviewError::Version(api_version.to_string()));
             }
             if kind != KIND {
@@ -132,11 +132,12 @@ pub fn parse(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
     Ok((review.api_version, request))
 }
 
-fn is_review(api_version: &str, kind: &str) -> bool {
+/// `admission.k8s.io/v1` or `/v1beta1`, the two versions with this shape.
+fn is_review_version(api_version: &str) -> bool {
     let version = api_version
         .strip_prefix(GROUP)
         .and_then(|v| v.strip_prefix('/'));
-    matches!(version, Some("v1" | "v1beta1")) && kind == KIND
+    matches!(version, Some("v1" | "v1beta1"))
 }
 
 /// What the webhook decided about one request.
