@@ -220,12 +220,15 @@ impl<'de> Visitor<'de> for Objects<'_> {
         self.scalar(Value::from(v))
     }
 
+    // Beyond 64 bits a number has no `Value`; it is named from its digits.
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<(), E> {
-        self.scalar(Value::from(v.to_string()))
+        self.found.fail(misplaced("the number", v.to_string()));
+        Ok(())
     }
 
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<(), E> {
-        self.scalar(Value::from(v.to_string()))
+        self.found.fail(misplaced("the number", v.to_string()));
+        Ok(())
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
@@ -276,8 +279,7 @@ impl<'de> Visitor<'de> for Objects<'_> {
                 fields.insert(key, map.next_value()?);
             }
         }
-        let kind = fields.get("kind").and_then(Value::as_str).unwrap_or("");
-        if let (true, Some(Items::List { objects, failure })) = (kind.ends_with("List"), items) {
+        if let (true, Some(Items::List { objects, failure })) = (is_list_kind(&fields), items) {
             if self.depth >= MAX_LIST_DEPTH {
                 self.found.fail("lists nested too deeply".to_string());
             } else if let Some(failure) = failure {
@@ -287,12 +289,7 @@ impl<'de> Visitor<'de> for Objects<'_> {
             }
             return Ok(());
         }
-        let api_version = fields
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
-        if kind == KIND && group == GROUP {
+        if is_service_entry(&fields) {
             self.found.parsed.push(Parsed {
                 document: self.document,
                 entry: decode(Value::Object(fields)),
@@ -403,9 +400,7 @@ fn collect(
             Ok(())
         }
         Value::Object(mut map) => {
-            let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
-            let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-            if kind.ends_with("List") && map.get("items").is_some_and(Value::is_array) {
+            if is_list_kind(&map) && map.get("items").is_some_and(Value::is_array) {
                 if depth >= MAX_LIST_DEPTH {
                     return Err("lists nested too deeply".to_string());
                 }
@@ -416,8 +411,7 @@ fn collect(
                 }
                 return Ok(());
             }
-            let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
-            if kind == KIND && group == GROUP {
+            if is_service_entry(&map) {
                 out.push(Parsed {
                     document,
                     entry: decode(Value::Object(map)),
@@ -429,16 +423,35 @@ fn collect(
     }
 }
 
+/// Whether an object's `kind` names a list (`List`, `ServiceEntryList`, ...).
+fn is_list_kind(fields: &serde_json::Map<String, Value>) -> bool {
+    fields
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| kind.ends_with("List"))
+}
+
+/// Whether an object's `kind` and `apiVersion` make it a ServiceEntry of the group.
+fn is_service_entry(fields: &serde_json::Map<String, Value>) -> bool {
+    let field = |name| fields.get(name).and_then(Value::as_str).unwrap_or("");
+    let group = field("apiVersion").split_once('/').map_or("", |(g, _)| g);
+    field("kind") == KIND && group == GROUP
+}
+
 /// What is said of a scalar found where an object or a list belongs.
 fn not_an_object(value: &Value) -> String {
-    const SHOWN: usize = 40;
     let what = match value {
         Value::Bool(_) => "the boolean",
         Value::Number(_) => "the number",
         Value::String(_) => "the string",
         Value::Null | Value::Array(_) | Value::Object(_) => "the value",
     };
-    let mut shown = value.to_string();
+    misplaced(what, value.to_string())
+}
+
+/// `what` (shown as `shown`, cut short when long) found where an object or a list belongs.
+fn misplaced(what: &str, mut shown: String) -> String {
+    const SHOWN: usize = 40;
     if shown.chars().count() > SHOWN {
         shown = shown.chars().take(SHOWN).chain("...".chars()).collect();
     }
@@ -796,6 +809,15 @@ mod tests {
         assert!(
             err.line.is_some(),
             "a YAML syntax error has its line: {err}"
+        );
+    }
+
+    #[test]
+    fn a_number_beyond_64_bits_is_named_as_a_number() {
+        let err = parse_str("99999999999999999999\n").unwrap_err();
+        assert!(
+            err.message.contains("the number 99999999999999999999"),
+            "{err}"
         );
     }
 
