@@ -39,8 +39,10 @@ test-wasm-targets:
 	$(CARGO) build --quiet -p policy --no-default-features --target wasm32-wasip1
 	$(CARGO) build --quiet -p policy --target wasm32-unknown-unknown
 
+# Tests that need root (network namespaces) are #[ignore = "needs root: ..."]; as root, as in
+# CI, they run too.
 test-rust:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace $(if $(filter 0,$(shell id -u)),-- --include-ignored)
 
 bench: setup
 	$(CARGO) bench -p benches

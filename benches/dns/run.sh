@@ -69,9 +69,10 @@ PIDS+=($SHIM_PID)
 PIDS+=($!)
 
 for _ in $(seq 100); do
-  if dig +short +tries=1 +time=1 @127.0.0.1 -p "$SHIM_PORT" httpbin.bar.global | grep -q 127.255.0.2 &&
-     dig +short +tries=1 +time=1 @127.0.0.1 -p "$HICKORY_PORT" httpbin.bar.global | grep -q 127.255.0.2 &&
-     dig +short +tries=1 +time=1 @127.0.0.1 -p "$UNBOUND_PORT" www.up.test | grep -q 192.0.2.10; then
+  # Answers captured, not piped into grep -q (which fails at random under pipefail).
+  if [[ $(dig +short +tries=1 +time=1 @127.0.0.1 -p "$SHIM_PORT" httpbin.bar.global) == *127.255.0.2* ]] &&
+     [[ $(dig +short +tries=1 +time=1 @127.0.0.1 -p "$HICKORY_PORT" httpbin.bar.global) == *127.255.0.2* ]] &&
+     [[ $(dig +short +tries=1 +time=1 @127.0.0.1 -p "$UNBOUND_PORT" www.up.test) == *192.0.2.10* ]]; then
     break
   fi
   sleep 0.1

@@ -63,12 +63,10 @@ impl Drop for Namespace {
     }
 }
 
+// `make test` runs it with --include-ignored when it runs as root, as CI does.
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn glibc_resolves_global_names_directly_and_through_the_search_list() {
-    if !common::is_root() {
-        eprintln!("SKIPPED glibc_resolves_global_names...: network namespaces need root (CI runs as root)");
-        return;
-    }
     let ns = Namespace::create(&format!("dnsshim{}", std::process::id()));
     ns.resolv_conf(
         "nameserver 127.0.0.1\nsearch foo.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5 timeout:2 attempts:1\n",

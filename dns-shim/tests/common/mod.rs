@@ -308,11 +308,3 @@ pub fn eventually(tries: usize, mut check: impl FnMut() -> bool) -> bool {
     }
     false
 }
-
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
