@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use catalog::{LoadError, Loaded};
-use policy::{check_set, Finding, ObjectKey, Options, OptionsError, ServiceEntry, Severity};
+use policy::{check_objects, Enforcer, Finding, ObjectKey, Options, OptionsError, Severity};
 use serde::Serialize;
 
 /// Settings of one check, already parsed from the command line.
@@ -36,6 +36,7 @@ pub enum CheckError {
 
 /// One finding with where it was found.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Located {
     pub file: PathBuf,
     pub document: usize,
@@ -43,6 +44,9 @@ pub struct Located {
     pub name: String,
     #[serde(flatten)]
     pub finding: Finding,
+    /// Who refuses the object for this finding in a cluster: `api-server`, `istio` or
+    /// `globalmesh`.
+    pub enforced_by: Enforcer,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,30 +67,22 @@ impl Report {
 pub fn check(config: &CheckConfig) -> Result<Report, CheckError> {
     let existing = catalog::load_paths(&config.existing)?;
     let subjects = catalog::load_paths(&config.paths)?;
-
-    let existing_entries: Vec<&ServiceEntry> = existing
+    let results = check_objects(
+        subjects.iter().map(|l| &l.entry),
+        existing.iter().map(|l| &l.entry),
+        &config.options,
+    );
+    // In file order, then document order, as the files were read.
+    let findings: Vec<Located> = subjects
         .iter()
-        .filter_map(|l| l.entry.as_ref().ok())
+        .zip(results)
+        .flat_map(|(loaded, checked)| {
+            checked
+                .findings
+                .into_iter()
+                .map(move |f| located(loaded, &checked.key, f))
+        })
         .collect();
-    let decoded: Vec<(&Loaded, &ServiceEntry)> = subjects
-        .iter()
-        .filter_map(|l| l.entry.as_ref().ok().map(|se| (l, se)))
-        .collect();
-    let entries: Vec<&ServiceEntry> = decoded.iter().map(|(_, se)| *se).collect();
-    let results = check_set(&entries, &existing_entries, &config.options);
-
-    let mut findings = Vec::new();
-    for loaded in &subjects {
-        if let Err(decode) = &loaded.entry {
-            findings.push(located(loaded, &decode.key, decode.to_finding()));
-        }
-    }
-    for ((loaded, se), found) in decoded.iter().zip(results) {
-        let key = se.key();
-        findings.extend(found.into_iter().map(|f| located(loaded, &key, f)));
-    }
-    // File order, then document order, then errors before warnings as the rules gave them.
-    findings.sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
     let errors = findings
         .iter()
         .filter(|f| f.finding.severity == Severity::Error)
@@ -105,6 +101,7 @@ fn located(loaded: &Loaded, key: &ObjectKey, finding: Finding) -> Located {
         document: loaded.document,
         namespace: key.namespace.clone(),
         name: key.name.clone(),
+        enforced_by: finding.enforced_by(),
         finding,
     }
 }
@@ -116,11 +113,12 @@ pub fn write_report(report: &Report, format: Format, out: &mut impl Write) -> st
             for f in &report.findings {
                 writeln!(
                     out,
-                    "{}: {}/{}: {}",
+                    "{}: {}/{}: {} [{}]",
                     display(&f.file),
                     f.namespace,
                     f.name,
-                    f.finding
+                    f.finding,
+                    f.enforced_by.as_str()
                 )?;
             }
         }

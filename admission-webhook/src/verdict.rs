@@ -55,7 +55,7 @@ impl Decision {
 
 /// Whether the request is about a ServiceEntry of networking.istio.io.
 pub fn is_service_entry(request: &AdmissionRequest) -> bool {
-    request.kind.group == policy::model::GROUP && request.kind.kind == policy::model::KIND
+    policy::model::is_service_entry_kind(&request.kind.group, &request.kind.kind)
 }
 
 pub fn decide(request: &AdmissionRequest, index: &AddressIndex, options: &Options) -> Decision {

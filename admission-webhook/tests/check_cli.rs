@@ -136,7 +136,7 @@ fn every_violation_class_is_reported_with_field_and_value() {
         "bad/address-twice.yaml",
         "foo/httpbin-bar",
         "spec.addresses[1]",
-        "127.255.0.9/32 is listed twice",
+        "127.255.0.9 is listed twice",
     );
 }
 

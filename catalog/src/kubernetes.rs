@@ -29,11 +29,7 @@ use policy::document::{decode, DecodeError};
 use policy::{ObjectKey, ServiceEntry};
 use serde_json::Value;
 
-/// The API group of ServiceEntries.
-pub const GROUP: &str = "networking.istio.io";
-/// Versions of the group that carry ServiceEntries, most preferred first.
-pub const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
-const KIND: &str = "ServiceEntry";
+pub use policy::model::{GROUP, KIND, VERSIONS};
 const PLURAL: &str = "serviceentries";
 /// Shortest time between two flushes: changes arriving closer together are flushed together.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
@@ -474,9 +470,11 @@ fn jitter() -> f64 {
 }
 
 fn key_of(object: &DynamicObject) -> ObjectKey {
-    ObjectKey::new(
-        object.metadata.namespace.clone().unwrap_or_default(),
-        object.metadata.name.clone().unwrap_or_default(),
+    let meta = &object.metadata;
+    ObjectKey::from_metadata(
+        meta.namespace.as_deref(),
+        meta.name.as_deref(),
+        meta.generate_name.as_deref(),
     )
 }
 

@@ -102,7 +102,7 @@ pub fn global_services(
                 ports.push((port_name, number));
             }
             let mut endpoints = Vec::new();
-            for ep in &se.spec.endpoints {
+            for ep in se.spec.endpoints() {
                 let address = ep.address.clone().unwrap_or_default();
                 let ip = if address.parse::<std::net::IpAddr>().is_ok() {
                     address.clone()

@@ -39,11 +39,15 @@ export interface Violation {
   path: string;
   message: string;
   severity: "error" | "warning";
-  /** A policy rule ("istio", "global-host", "global-address", "gateway-port", "global-mode",
-   *  "duplicate-address", "decode"), or "parse", "options" or "input". */
+  /** A policy rule ("api-server", "istio", "global-host", "global-address", "gateway-port",
+   *  "global-mode", "duplicate-address", "decode", "omitted"), or "parse", "options" or
+   *  "input". */
   rule: string;
   /** For a duplicate address: the free address the message suggests. */
   suggestedAddress: string | null;
+  /** Who refuses the object for this finding in a cluster: "api-server" (the CRD), "istio"
+   *  (Istio's webhook) or "globalmesh"; empty for the whole text or the options. */
+  enforcedBy: string;
 }
 
 export interface Report {

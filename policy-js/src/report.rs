@@ -1,7 +1,7 @@
 //! `validate`: every ServiceEntry in a text checked as `admission-webhook check` checks one
 //! file, duplicates among the entries included, as one plain report.
 
-use policy::{check_set, parse_str, Finding, ObjectKey, Options, ParseError, ServiceEntry};
+use policy::{check_objects, parse_str, Finding, ObjectKey, Options, ParseError, Parsed};
 use serde::Serialize;
 
 use crate::input::OptionsInput;
@@ -46,6 +46,9 @@ pub struct Violation {
     pub rule: String,
     /// For a duplicate address: the free address the message suggests.
     pub suggested_address: Option<String>,
+    /// Who refuses the object for this finding in a cluster: `api-server`, `istio` or
+    /// `globalmesh`; empty for violations about the whole text or the options.
+    pub enforced_by: String,
 }
 
 impl Violation {
@@ -61,6 +64,7 @@ impl Violation {
             severity: "error".to_string(),
             rule: rule.to_string(),
             suggested_address: None,
+            enforced_by: String::new(),
         }
     }
 
@@ -78,24 +82,14 @@ impl Violation {
             document: Some(document),
             line: None,
             column: None,
-            suggested_address: suggestion(&finding),
+            suggested_address: finding.suggested_address.map(|a| a.to_string()),
+            enforced_by: finding.enforced_by().as_str().to_string(),
             path: finding.path,
             message: finding.message,
             severity: finding.severity.as_str().to_string(),
             rule: finding.rule.as_str().to_string(),
         }
     }
-}
-
-/// The free address in a duplicate-address message ("...; the next free address in R is A").
-fn suggestion(finding: &Finding) -> Option<String> {
-    const MARK: &str = "; the next free address in ";
-    if finding.rule != policy::Rule::DuplicateAddress {
-        return None;
-    }
-    let tail = &finding.message[finding.message.rfind(MARK)? + MARK.len()..];
-    let (_, address) = tail.split_once(" is ")?;
-    Some(address.to_string())
 }
 
 impl Report {
@@ -131,11 +125,6 @@ pub fn validate(text: &str, options: &OptionsInput) -> Report {
             return Report::of(0, vec![violation]);
         }
     };
-    // As the checker, existing entries that do not decode hold no addresses.
-    let existing: Vec<&ServiceEntry> = existing
-        .iter()
-        .filter_map(|p| p.entry.as_ref().ok())
-        .collect();
     validate_with(text, &existing, &rules)
 }
 
@@ -144,41 +133,28 @@ pub const EXISTING_PATH: &str = "options.existing";
 
 /// Checks every ServiceEntry in `text`, in order, against `existing` and against each other:
 /// the findings of `admission-webhook check --existing` on a file holding `text`, in the same
-/// order.
-pub fn validate_with(text: &str, existing: &[&ServiceEntry], options: &Options) -> Report {
+/// order ([`policy::check_objects`], the checker's own pipeline).
+pub fn validate_with(text: &str, existing: &[Parsed], options: &Options) -> Report {
     let parsed = match parse_str(text) {
         Ok(parsed) => parsed,
         Err(error) => return Report::of(0, vec![Violation::parse(&error)]),
     };
-    let decoded: Vec<(usize, &ServiceEntry)> = parsed
+    let results = check_objects(
+        parsed.iter().map(|p| &p.entry),
+        existing.iter().map(|p| &p.entry),
+        options,
+    );
+    let all = parsed
         .iter()
-        .filter_map(|p| p.entry.as_ref().ok().map(|se| (p.document, se)))
-        .collect();
-    let entries: Vec<&ServiceEntry> = decoded.iter().map(|(_, se)| *se).collect();
-    let results = check_set(&entries, existing, options);
-
-    // As the checker: decode errors first, then each entry's findings, then a stable sort by
-    // document.
-    let mut all: Vec<Violation> = parsed
-        .iter()
-        .filter_map(|p| {
-            let error = p.entry.as_ref().err()?;
-            Some(Violation::finding(
-                &error.key,
-                p.document,
-                error.to_finding(),
-            ))
+        .zip(results)
+        .flat_map(|(p, checked)| {
+            let document = p.document;
+            checked
+                .findings
+                .into_iter()
+                .map(move |f| Violation::finding(&checked.key, document, f))
         })
         .collect();
-    for ((document, se), found) in decoded.iter().zip(results) {
-        let key = se.key();
-        all.extend(
-            found
-                .into_iter()
-                .map(|f| Violation::finding(&key, *document, f)),
-        );
-    }
-    all.sort_by_key(|v| v.document);
     Report::of(parsed.len(), all)
 }
 

@@ -65,9 +65,14 @@ function renderFinding(v) {
     el('span', { className: 'badge', textContent: v.severity }),
     el('code', { className: 'path', textContent: v.path || (v.rule === 'parse' ? 'text' : v.rule) }));
   if (where) head.append(el('span', { className: 'object', textContent: where }));
+  if (v.enforcedBy) {
+    const by = { 'api-server': 'API server (CRD)', istio: "Istio's webhook", globalmesh: 'globalmesh' };
+    head.append(el('span', { className: 'enforcer', textContent: by[v.enforcedBy] || v.enforcedBy }));
+  }
   const item = el('li', { className: `finding ${v.severity}` }, head,
     el('p', { className: 'message', textContent: v.message }));
   item.dataset.rule = v.rule;
+  item.dataset.enforcedBy = v.enforcedBy;
   item.dataset.path = v.path;
   if (v.suggestedAddress) {
     item.append(el('p', { className: 'suggestion' },

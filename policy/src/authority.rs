@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::model::ServiceEntry;
-use crate::names::{is_dns1123_label, truncate};
+use crate::names::{service_host_parts, strip_domain_suffix, truncate};
 use crate::options::Options;
 
 /// The endpoint label whose values name the clusters a request may ask for.
@@ -185,7 +185,7 @@ impl GuardTableBuilder {
                 }
             }
         }
-        for endpoint in &entry.spec.endpoints {
+        for endpoint in entry.spec.endpoints() {
             if let Some(cluster) = endpoint.labels.get(CLUSTER_LABEL) {
                 insert_sorted(&mut rule.clusters, cluster.clone());
             }
@@ -377,23 +377,12 @@ fn one_line(text: &str) -> Cow<'_, str> {
 
 /// Whether a normalised host ends in `.<suffix>` with something before it.
 fn is_under(host: &str, suffix: &str) -> bool {
-    host.len() > suffix.len() + 1
-        && host.ends_with(suffix)
-        && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+    strip_domain_suffix(host, suffix).is_some()
 }
 
 /// Exactly `<name>.<namespace>.<suffix>`, both DNS-1123 labels.
 fn is_service_host(host: &str, suffix: &str) -> bool {
-    let Some(prefix) = host
-        .strip_suffix(suffix)
-        .and_then(|rest| rest.strip_suffix('.'))
-    else {
-        return false;
-    };
-    match prefix.split_once('.') {
-        Some((name, namespace)) => is_dns1123_label(name) && is_dns1123_label(namespace),
-        None => false,
-    }
+    service_host_parts(host, suffix).is_some()
 }
 
 #[cfg(test)]
@@ -417,14 +406,16 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        se.spec.endpoints = clusters
-            .iter()
-            .map(|c| WorkloadEntry {
-                address: Some("198.18.2.1".into()),
-                labels: [(CLUSTER_LABEL.to_string(), c.to_string())].into(),
-                ..Default::default()
-            })
-            .collect();
+        se.spec.endpoint_list = Some(
+            clusters
+                .iter()
+                .map(|c| WorkloadEntry {
+                    address: Some("198.18.2.1".into()),
+                    labels: [(CLUSTER_LABEL.to_string(), c.to_string())].into(),
+                    ..Default::default()
+                })
+                .collect(),
+        );
         se
     }
 

@@ -1,43 +1,77 @@
 //! Whole checks: one ServiceEntry against a cluster's address index, and a set of entries
-//! against each other and against the entries already in a cluster.
+//! against each other and against the entries already in a cluster. Work per entry is
+//! bounded: at most the CRD's 256 addresses are compared, each with one index lookup, and one
+//! free address is looked up per VIP range.
+
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::finding::{Finding, Rule};
+use crate::document::DecodeError;
+use crate::finding::{Finding, Findings, Rule};
 use crate::index::AddressIndex;
 use crate::model::{ObjectKey, ServiceEntry};
+use crate::names::Plain;
 use crate::options::Options;
 use crate::rules;
 use crate::rules::istio::parse_address;
 
 /// At most this many owners are named for one conflicting address.
 const MAX_OWNERS_NAMED: usize = 3;
+/// Addresses of one entry that are compared: the CRD's limit, past which the API server
+/// refuses the object anyway.
+const MAX_ADDRESSES_CHECKED: usize = 256;
 
 /// Address uniqueness of one entry: against itself, and against every other owner in `index`.
 /// The entry's own `namespace/name` in the index never conflicts.
 pub fn check_addresses(se: &ServiceEntry, index: &AddressIndex, options: &Options) -> Vec<Finding> {
+    let mut out = Findings::new();
+    check_addresses_into(se, index, options, &mut out);
+    out.into_vec()
+}
+
+fn check_addresses_into(
+    se: &ServiceEntry,
+    index: &AddressIndex,
+    options: &Options,
+    out: &mut Findings,
+) {
     let key = se.key();
     let parsed: Vec<(usize, &str, IpNet)> = se
         .spec
         .addresses
         .iter()
+        .take(MAX_ADDRESSES_CHECKED)
         .enumerate()
         .filter_map(|(i, a)| parse_address(a).map(|net| (i, a.as_str(), net.trunc())))
         .collect();
     let own: Vec<IpNet> = parsed.iter().map(|(_, _, net)| *net).collect();
-    let mut findings = Vec::new();
+    let mut suggestions = Suggestions::default();
     for (pos, (i, written, net)) in parsed.iter().enumerate() {
-        let path = format!("spec.addresses[{i}]");
-        let earlier = parsed[..pos]
+        // Quadratic in at most MAX_ADDRESSES_CHECKED addresses.
+        let earlier = parsed
+            .get(..pos)
+            .unwrap_or(&[])
             .iter()
             .find(|(_, _, other)| other.contains(net) || net.contains(other));
-        if let Some((j, other_written, _)) = earlier {
-            let message = if parse_address(other_written).map(|n| n.trunc()) == Some(*net) {
-                format!("address {written} is listed twice in this ServiceEntry (also spec.addresses[{j}])")
+        if let Some((j, other_written, other)) = earlier {
+            let message = if other == net {
+                format!(
+                    "address {} is listed twice in this ServiceEntry (also spec.addresses[{j}])",
+                    Plain(written)
+                )
             } else {
-                format!("address {written} overlaps {other_written} at spec.addresses[{j}] of this ServiceEntry")
+                format!(
+                    "address {} overlaps {} at spec.addresses[{j}] of this ServiceEntry",
+                    Plain(written),
+                    Plain(other_written)
+                )
             };
-            findings.push(Finding::error(Rule::DuplicateAddress, path, message));
+            out.error(
+                Rule::DuplicateAddress,
+                format_args!("spec.addresses[{i}]"),
+                message,
+            );
             continue;
         }
         let conflicts = index.conflicts(*net, Some(&key));
@@ -45,35 +79,76 @@ pub fn check_addresses(se: &ServiceEntry, index: &AddressIndex, options: &Option
             continue;
         }
         let mut owners: Vec<String> = Vec::new();
+        let mut more = 0usize;
         for conflict in &conflicts {
             let text = if conflict.held == *net {
                 conflict.owner.to_string()
             } else {
                 format!("{} ({})", conflict.owner, conflict.held)
             };
-            if !owners.contains(&text) {
+            if owners.contains(&text) {
+                continue;
+            }
+            if owners.len() < MAX_OWNERS_NAMED {
                 owners.push(text);
+            } else {
+                more += 1;
             }
         }
-        let more = owners.len().saturating_sub(MAX_OWNERS_NAMED);
-        owners.truncate(MAX_OWNERS_NAMED);
         let mut message = format!(
-            "address {written} is already used by ServiceEntry {}",
+            "address {} is already used by ServiceEntry {}",
+            Plain(written),
             owners.join(", ")
         );
         if more > 0 {
             message.push_str(&format!(" and {more} more"));
         }
         message.push_str("; VIPs must be unique within a cluster");
-        match suggest_free(net, index, &own, options) {
+        let suggested = suggestions.get(net, index, &own, options);
+        match suggested {
             Some((free, range)) => {
                 message.push_str(&format!("; the next free address in {range} is {free}"))
             }
             None => message.push_str("; no free address is left in the VIP ranges"),
         }
-        findings.push(Finding::error(Rule::DuplicateAddress, path, message));
+        let mut finding = Finding::error(
+            Rule::DuplicateAddress,
+            format!("spec.addresses[{i}]"),
+            message,
+        );
+        finding.suggested_address = suggested.map(|(free, _)| free);
+        out.push(finding);
     }
-    findings
+}
+
+/// The free address suggested for a conflict, looked up once per address family and range:
+/// every conflict of one entry in the same range gets the same suggestion.
+#[derive(Default)]
+struct Suggestions {
+    found: Vec<Suggestion>,
+}
+
+/// A free address and the range it was taken from.
+type Free = Option<(IpAddr, IpNet)>;
+
+struct Suggestion {
+    /// The VIP range holding the conflicting address, if any.
+    range: Option<IpNet>,
+    v4: bool,
+    free: Free,
+}
+
+impl Suggestions {
+    fn get(&mut self, net: &IpNet, index: &AddressIndex, own: &[IpNet], options: &Options) -> Free {
+        let v4 = net.addr().is_ipv4();
+        let range = options.vip_ranges.iter().find(|r| r.contains(net)).copied();
+        if let Some(known) = self.found.iter().find(|s| s.range == range && s.v4 == v4) {
+            return known.free;
+        }
+        let free = suggest_free(net, index, own, options);
+        self.found.push(Suggestion { range, v4, free });
+        free
+    }
 }
 
 /// A free address from the VIP range holding `net` (or else the first range with room).
@@ -82,7 +157,7 @@ fn suggest_free(
     index: &AddressIndex,
     own: &[IpNet],
     options: &Options,
-) -> Option<(std::net::IpAddr, IpNet)> {
+) -> Option<(IpAddr, IpNet)> {
     let same_family = |r: &&IpNet| r.addr().is_ipv4() == net.addr().is_ipv4();
     let containing = options
         .vip_ranges
@@ -99,11 +174,14 @@ fn suggest_free(
         .find_map(|range| index.next_free(*range, own).map(|free| (free, *range)))
 }
 
-/// Every rule for one entry checked against a cluster's index.
+/// Every rule for one entry checked against a cluster's index: what the API server, Istio's
+/// webhook and globalmesh's webhook would say, at most [`crate::finding::MAX_FINDINGS`] of it.
 pub fn check_entry(se: &ServiceEntry, index: &AddressIndex, options: &Options) -> Vec<Finding> {
-    let mut findings = rules::validate(se, options);
-    findings.extend(check_addresses(se, index, options));
-    findings
+    let mut out = Findings::new();
+    if rules::validate_into(se, options, &mut out) {
+        check_addresses_into(se, index, options, &mut out);
+    }
+    out.into_vec()
 }
 
 /// Checks `entries` in order against `existing` and against each other. An entry whose
@@ -121,6 +199,42 @@ pub fn check_set(
             let findings = check_entry(se, &index, options);
             index.insert_entry(se);
             findings
+        })
+        .collect()
+}
+
+/// The verdict on one object read from a text: its `namespace/name` and findings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub key: ObjectKey,
+    pub findings: Vec<Finding>,
+}
+
+/// The one pipeline of `admission-webhook check` and policy-js: every object read (decoded or
+/// not), in order; an object that does not decode is one decode finding, the others are
+/// checked as [`check_set`] checks them. Entries of `existing` that did not decode hold no
+/// addresses.
+pub fn check_objects<'a>(
+    objects: impl IntoIterator<Item = &'a Result<ServiceEntry, DecodeError>>,
+    existing: impl IntoIterator<Item = &'a Result<ServiceEntry, DecodeError>>,
+    options: &Options,
+) -> Vec<Checked> {
+    let mut index = AddressIndex::build(existing.into_iter().filter_map(|e| e.as_ref().ok()));
+    objects
+        .into_iter()
+        .map(|object| match object {
+            Ok(se) => {
+                let findings = check_entry(se, &index, options);
+                index.insert_entry(se);
+                Checked {
+                    key: se.key(),
+                    findings,
+                }
+            }
+            Err(error) => Checked {
+                key: error.key.clone(),
+                findings: vec![error.to_finding()],
+            },
         })
         .collect()
 }
@@ -204,6 +318,10 @@ mod tests {
                 .contains("next free address in 127.255.0.0/16 is 127.255.0.1"),
             "{}",
             found[0].message
+        );
+        assert_eq!(
+            found[0].suggested_address,
+            Some("127.255.0.1".parse().unwrap())
         );
     }
 

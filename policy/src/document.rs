@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::finding::{Finding, Rule};
-use crate::model::{ObjectKey, ServiceEntry, DEFAULT_NAMESPACE, GROUP, KIND, VERSIONS};
+use crate::model::{check_type, is_service_entry_type, ObjectKey, ServiceEntry, TypeError};
 
 /// Nesting of `kind: List` inside `kind: List` that is still followed.
 const MAX_LIST_DEPTH: usize = 8;
@@ -434,8 +434,7 @@ fn is_list_kind(fields: &serde_json::Map<String, Value>) -> bool {
 /// Whether an object's `kind` and `apiVersion` make it a ServiceEntry of the group.
 fn is_service_entry(fields: &serde_json::Map<String, Value>) -> bool {
     let field = |name| fields.get(name).and_then(Value::as_str).unwrap_or("");
-    let group = field("apiVersion").split_once('/').map_or("", |(g, _)| g);
-    field("kind") == KIND && group == GROUP
+    is_service_entry_type(field("apiVersion"), field("kind"))
 }
 
 /// What is said of a scalar found where an object or a list belongs.
@@ -461,18 +460,16 @@ fn misplaced(what: &str, mut shown: String) -> String {
 /// Decodes one object of kind ServiceEntry in the `networking.istio.io` group.
 pub fn decode(value: Value) -> Result<ServiceEntry, DecodeError> {
     let key = key_of(&value);
-    let api_version = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let version = api_version.split_once('/').map(|(_, v)| v).unwrap_or("");
-    if !VERSIONS.contains(&version) {
+    let field = |name| value.get(name).and_then(Value::as_str).unwrap_or("");
+    if let Err(e) = check_type(field("apiVersion"), field("kind")) {
+        let path = match e {
+            TypeError::ApiVersion(_) => "apiVersion",
+            TypeError::Kind(_) => "kind",
+        };
         return Err(DecodeError {
             key,
-            path: "apiVersion".to_string(),
-            message: format!(
-                "unsupported apiVersion {api_version:?}; expected {GROUP}/v1, v1beta1 or v1alpha3"
-            ),
+            path: path.to_string(),
+            message: e.to_string(),
         });
     }
     serde_path_to_error::deserialize::<_, ServiceEntry>(value).map_err(|e| {
@@ -496,8 +493,8 @@ pub fn decode(value: Value) -> Result<ServiceEntry, DecodeError> {
 /// callers that receive objects as text and mostly valid ones (the admission webhook).
 pub fn decode_json(text: &str) -> Option<ServiceEntry> {
     let entry: ServiceEntry = serde_json::from_str(text).ok()?;
-    let version = entry.api_version.split_once('/').map_or("", |(_, v)| v);
-    VERSIONS.contains(&version).then_some(entry)
+    check_type(&entry.api_version, &entry.kind).ok()?;
+    Some(entry)
 }
 
 /// `namespace/name` read leniently from an object that may not decode.
@@ -508,11 +505,7 @@ fn key_of(value: &Value) -> ObjectKey {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     };
-    let name = field("name")
-        .map(str::to_string)
-        .or_else(|| field("generateName").map(|p| format!("{p}*")))
-        .unwrap_or_default();
-    ObjectKey::new(field("namespace").unwrap_or(DEFAULT_NAMESPACE), name)
+    ObjectKey::from_metadata(field("namespace"), field("name"), field("generateName"))
 }
 
 #[cfg(test)]
@@ -600,6 +593,21 @@ mod tests {
         let text = SE.replace("v1alpha3", "v2");
         let parsed = parse_str(&text).unwrap();
         assert_eq!(parsed[0].entry.as_ref().unwrap_err().path, "apiVersion");
+    }
+
+    #[test]
+    fn another_group_is_not_a_service_entry_on_any_path() {
+        let evil = r#"{"apiVersion":"evil.io/v1","kind":"ServiceEntry","metadata":{"name":"a"},"spec":{"hosts":["a.b.global"]}}"#;
+        assert!(parse_str(evil).unwrap().is_empty());
+        assert_eq!(decode_json(evil), None);
+        let value: Value = serde_json::from_str(evil).unwrap();
+        assert_eq!(decode(value).unwrap_err().path, "apiVersion");
+        let gateway = evil
+            .replace("evil.io/v1", "networking.istio.io/v1")
+            .replace("ServiceEntry", "Gateway");
+        assert_eq!(decode_json(&gateway), None);
+        let value: Value = serde_json::from_str(&gateway).unwrap();
+        assert_eq!(decode(value).unwrap_err().path, "kind");
     }
 
     /// What `parse_str` must agree with: the whole document read as one value first.

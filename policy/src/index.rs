@@ -120,8 +120,12 @@ type Held = SmallVec<[Block; 1]>;
 pub struct AddressIndex {
     blocks: BTreeMap<Block, Owners>,
     by_owner: HashMap<Arc<ObjectKey>, Held>,
-    /// How many blocks of each prefix length are present, per family (v4, v6).
+    /// How many distinct blocks of each prefix length are present, per family (v4, v6).
     prefix_counts: [[u32; 129]; 2],
+    /// The held addresses as maximal runs: (family, first address) → last address. Two runs
+    /// never touch (they would have been merged), so the address after a run is free, which
+    /// makes the next free address one lookup per run or excluded block crossed.
+    runs: BTreeMap<(bool, u128), u128>,
 }
 
 impl Default for AddressIndex {
@@ -130,8 +134,23 @@ impl Default for AddressIndex {
             blocks: BTreeMap::new(),
             by_owner: HashMap::new(),
             prefix_counts: [[0; 129]; 2],
+            runs: BTreeMap::new(),
         }
     }
+}
+
+/// The blocks an entry holds: its addresses that parse, in order, without repeats.
+fn blocks_of(se: &ServiceEntry) -> Held {
+    let mut held: Held = se
+        .spec
+        .addresses
+        .iter()
+        .filter_map(|a| parse_address(a))
+        .map(Block::from_net)
+        .collect();
+    held.sort_unstable();
+    held.dedup();
+    held
 }
 
 impl AddressIndex {
@@ -148,15 +167,7 @@ impl AddressIndex {
         let mut pairs: Vec<(Block, Arc<ObjectKey>)> = Vec::with_capacity(entries.size_hint().0);
         let mut repeated = false;
         for se in entries {
-            let mut held: Held = se
-                .spec
-                .addresses
-                .iter()
-                .filter_map(|a| parse_address(a))
-                .map(Block::from_net)
-                .collect();
-            held.sort_unstable();
-            held.dedup();
+            let held = blocks_of(se);
             if held.is_empty() {
                 repeated |= by_owner.remove(&se.key()).is_some();
                 continue;
@@ -174,20 +185,40 @@ impl AddressIndex {
         }
         // Clusters usually allocate VIPs in order, so this sort often finds its input sorted.
         pairs.sort_unstable();
-        let mut prefix_counts = [[0u32; 129]; 2];
+        let mut index = AddressIndex::new();
         let mut blocks: Vec<(Block, Owners)> = Vec::with_capacity(pairs.len());
+        let mut run: Option<(bool, u128, u128)> = None;
         for (block, owner) in pairs {
-            prefix_counts[usize::from(block.v6)][usize::from(block.prefix)] += 1;
-            match blocks.last_mut() {
-                Some((last, owners)) if *last == block => owners.push(owner),
-                _ => blocks.push((block, smallvec::smallvec![owner])),
+            if let Some((last, owners)) = blocks.last_mut() {
+                if *last == block {
+                    owners.push(owner);
+                    continue;
+                }
             }
+            index.count(block, true);
+            // Blocks come in order of start, so each one extends the current run or starts
+            // the next one.
+            run = match run {
+                Some((v6, first, end))
+                    if v6 == block.v6 && block.start <= end.saturating_add(1) =>
+                {
+                    Some((v6, first, end.max(block.end())))
+                }
+                other => {
+                    if let Some((v6, first, end)) = other {
+                        index.runs.insert((v6, first), end);
+                    }
+                    Some((block.v6, block.start, block.end()))
+                }
+            };
+            blocks.push((block, smallvec::smallvec![owner]));
         }
-        Self {
-            blocks: blocks.into_iter().collect(),
-            by_owner,
-            prefix_counts,
+        if let Some((v6, first, end)) = run {
+            index.runs.insert((v6, first), end);
         }
+        index.blocks = blocks.into_iter().collect();
+        index.by_owner = by_owner;
+        index
     }
 
     pub fn len(&self) -> usize {
@@ -206,30 +237,35 @@ impl AddressIndex {
     /// Replaces whatever the entry's `namespace/name` held with its current addresses.
     pub fn insert_entry(&mut self, se: &ServiceEntry) {
         let key = se.key();
-        let nets: Vec<IpNet> = se
-            .spec
-            .addresses
-            .iter()
-            .filter_map(|a| parse_address(a))
-            .collect();
-        self.replace(&key, &nets);
+        self.remove(&key);
+        let held = blocks_of(se);
+        self.hold(key, held);
     }
 
     /// Sets the blocks held by `owner` to `nets`.
     pub fn replace(&mut self, owner: &ObjectKey, nets: &[IpNet]) {
         self.remove(owner);
-        if nets.is_empty() {
+        let mut held: Held = nets.iter().map(|n| Block::from_net(*n)).collect();
+        held.sort_unstable();
+        held.dedup();
+        self.hold(owner.clone(), held);
+    }
+
+    /// Records `held` (sorted, without repeats) as the blocks of `owner`, who holds nothing.
+    fn hold(&mut self, owner: ObjectKey, held: Held) {
+        if held.is_empty() {
             return;
         }
-        let owner = Arc::new(owner.clone());
-        let mut held = Held::with_capacity(nets.len());
-        for net in nets {
-            let block = Block::from_net(*net);
-            let owners = self.blocks.entry(block).or_default();
-            if !owners.contains(&owner) {
-                owners.push(Arc::clone(&owner));
-                self.prefix_counts[usize::from(block.v6)][usize::from(block.prefix)] += 1;
-                held.push(block);
+        let owner = Arc::new(owner);
+        for block in &held {
+            match self.blocks.get_mut(block) {
+                Some(owners) => owners.push(Arc::clone(&owner)),
+                None => {
+                    self.blocks
+                        .insert(*block, smallvec::smallvec![Arc::clone(&owner)]);
+                    self.count(*block, true);
+                    self.cover(*block);
+                }
             }
         }
         self.by_owner.insert(owner, held);
@@ -241,15 +277,125 @@ impl AddressIndex {
             return;
         };
         for block in held {
-            if let Some(owners) = self.blocks.get_mut(&block) {
-                owners.retain(|o| o.as_ref() != owner);
-                let count =
-                    &mut self.prefix_counts[usize::from(block.v6)][usize::from(block.prefix)];
-                *count = count.saturating_sub(1);
-                if owners.is_empty() {
-                    self.blocks.remove(&block);
-                }
+            let Some(owners) = self.blocks.get_mut(&block) else {
+                continue;
+            };
+            owners.retain(|o| o.as_ref() != owner);
+            if owners.is_empty() {
+                self.blocks.remove(&block);
+                self.count(block, false);
+                self.uncover(block);
             }
+        }
+    }
+
+    /// Counts a distinct block in or out of its prefix length.
+    fn count(&mut self, block: Block, added: bool) {
+        let count = self
+            .prefix_counts
+            .get_mut(usize::from(block.v6))
+            .and_then(|counts| counts.get_mut(usize::from(block.prefix)));
+        if let Some(count) = count {
+            *count = if added {
+                count.saturating_add(1)
+            } else {
+                count.saturating_sub(1)
+            };
+        }
+    }
+
+    /// Prefix lengths shorter than `below` that some block of the family has.
+    fn wider_prefixes(&self, v6: bool, below: u8) -> impl Iterator<Item = u8> + '_ {
+        let counts = self.prefix_counts.get(usize::from(v6));
+        (0..below).filter(move |p| {
+            counts
+                .and_then(|c| c.get(usize::from(*p)))
+                .is_some_and(|n| *n > 0)
+        })
+    }
+
+    /// The run holding `address`, as (first, last).
+    fn run_at(&self, v6: bool, address: u128) -> Option<(u128, u128)> {
+        self.runs
+            .range(..=(v6, address))
+            .next_back()
+            .filter(|((family, _), last)| *family == v6 && **last >= address)
+            .map(|((_, first), last)| (*first, *last))
+    }
+
+    /// Adds a new block's addresses to the runs, merging the runs it overlaps or touches.
+    fn cover(&mut self, block: Block) {
+        let v6 = block.v6;
+        let (mut first, mut last) = (block.start, block.end());
+        if let Some((&(family, start), &end)) = self.runs.range(..=(v6, first)).next_back() {
+            if family == v6 && end.saturating_add(1) >= first {
+                first = start;
+                last = last.max(end);
+            }
+        }
+        let merged: Vec<((bool, u128), u128)> = self
+            .runs
+            .range((v6, first)..=(v6, last.saturating_add(1)))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (key, end) in merged {
+            self.runs.remove(&key);
+            last = last.max(end);
+        }
+        self.runs.insert((v6, first), last);
+    }
+
+    /// Takes a removed block's addresses out of the runs, keeping those that other blocks still
+    /// hold: a block containing it (then nothing changes) or blocks inside it.
+    fn uncover(&mut self, block: Block) {
+        let v6 = block.v6;
+        let inside_wider = self
+            .wider_prefixes(v6, block.prefix)
+            .any(|p| self.blocks.contains_key(&block.truncated(p)));
+        if inside_wider {
+            return;
+        }
+        let (start, end) = (block.start, block.end());
+        let Some((first, last)) = self.run_at(v6, start) else {
+            return;
+        };
+        self.runs.remove(&(v6, first));
+        // What stays held: the run's parts on either side, and the blocks inside this one
+        // (nested or disjoint, so in order of start each either extends a piece or starts one).
+        let mut pieces: Vec<(u128, u128)> = Vec::new();
+        if first < start {
+            pieces.push((first, start - 1));
+        }
+        let low = Block {
+            v6,
+            start,
+            prefix: 0,
+        };
+        let high = Block {
+            v6,
+            start: end,
+            prefix: u8::MAX,
+        };
+        for inner in self.blocks.range(low..=high).map(|(b, _)| *b) {
+            let (s, e) = (inner.start, inner.end());
+            match pieces.last_mut() {
+                Some((_, piece_end)) if s <= piece_end.saturating_add(1) => {
+                    *piece_end = (*piece_end).max(e);
+                }
+                _ => pieces.push((s, e)),
+            }
+        }
+        if end < last {
+            let s = end + 1;
+            match pieces.last_mut() {
+                Some((_, piece_end)) if s <= piece_end.saturating_add(1) => {
+                    *piece_end = (*piece_end).max(last);
+                }
+                _ => pieces.push((s, last)),
+            }
+        }
+        for (s, e) in pieces {
+            self.runs.insert((v6, s), e);
         }
     }
 
@@ -276,14 +422,11 @@ impl AddressIndex {
                 }
             }
         };
-        // Blocks that contain the query (shorter or equal prefix).
-        let counts = &self.prefix_counts[usize::from(query.v6)];
-        for prefix in 0..query.prefix {
-            if counts[usize::from(prefix)] > 0 {
-                let candidate = query.truncated(prefix);
-                if let Some(owners) = self.blocks.get(&candidate) {
-                    push(candidate, owners);
-                }
+        // Blocks that contain the query (shorter prefix).
+        for prefix in self.wider_prefixes(query.v6, query.prefix) {
+            let candidate = query.truncated(prefix);
+            if let Some(owners) = self.blocks.get(&candidate) {
+                push(candidate, owners);
             }
         }
         // Blocks inside the query (equal or longer prefix), which start within it.
@@ -310,18 +453,20 @@ impl AddressIndex {
     /// The first owner of an address, if any block holds it.
     pub fn owner_of(&self, ip: IpAddr) -> Option<&ObjectKey> {
         let query = Block::from_net(IpNet::from(ip));
-        let counts = &self.prefix_counts[usize::from(query.v6)];
-        (0..=query.prefix)
-            .rev()
-            .filter(|p| counts[usize::from(*p)] > 0)
+        let mut prefixes: SmallVec<[u8; 4]> =
+            self.wider_prefixes(query.v6, query.prefix + 1).collect();
+        prefixes.reverse();
+        prefixes
+            .into_iter()
             .find_map(|p| self.blocks.get(&query.truncated(p)))
             .and_then(|owners| owners.first())
             .map(|owner| owner.as_ref())
     }
 
     /// The lowest address of `range` that no block holds and that is not in `exclude`. For IPv4
-    /// ranges wider than /31 the network and broadcast addresses are skipped. Walks the ordered
-    /// blocks from the start of the range, so a run of taken addresses costs one step each.
+    /// ranges wider than /31 the network and broadcast addresses are skipped. Each step jumps
+    /// over one run of held addresses or one excluded block, so this costs O(k log n) for `k`
+    /// excluded blocks, however many addresses in a row are taken.
     pub fn next_free(&self, range: IpNet, exclude: &[IpNet]) -> Option<IpAddr> {
         let range = Block::from_net(range);
         let v6 = range.v6;
@@ -330,56 +475,41 @@ impl AddressIndex {
         } else {
             (range.start, range.end())
         };
-        let excluded: Vec<Block> = exclude
-            .iter()
-            .map(|n| Block::from_net(*n))
-            .filter(|b| b.v6 == v6)
-            .collect();
-        let counts = &self.prefix_counts[usize::from(v6)];
-        // Blocks wider than one address may cover a candidate from a start before it.
-        let wide: Vec<u8> = (0..range.bits())
-            .filter(|p| counts[usize::from(*p)] > 0)
-            .collect();
-        let from = Block {
-            v6,
-            start: candidate,
-            prefix: 0,
-        };
-        let mut blocks = self.blocks.range(from..).map(|(b, _)| *b).peekable();
-        while candidate <= last {
-            let point = Block {
-                v6,
-                start: candidate,
-                prefix: range.bits(),
-            };
-            let mut cover_end = wide
+        let excluded = merged_runs(
+            exclude
                 .iter()
-                .map(|p| point.truncated(*p))
-                .filter(|b| self.blocks.contains_key(b))
-                .chain(
-                    excluded
-                        .iter()
-                        .copied()
-                        .filter(|b| b.start <= candidate && candidate <= b.end()),
-                )
-                .map(Block::end)
-                .max();
-            while blocks
-                .peek()
-                .is_some_and(|b| b.v6 == v6 && b.start < candidate)
-            {
-                blocks.next();
-            }
-            while let Some(block) = blocks.next_if(|b| b.v6 == v6 && b.start == candidate) {
-                cover_end = cover_end.max(Some(block.end()));
-            }
-            match cover_end {
+                .map(|n| Block::from_net(*n))
+                .filter(|b| b.v6 == v6),
+        );
+        while candidate <= last {
+            let covered = self.run_at(v6, candidate).map(|(_, end)| end).or_else(|| {
+                let i = excluded.partition_point(|(start, _)| *start <= candidate);
+                i.checked_sub(1)
+                    .and_then(|i| excluded.get(i))
+                    .filter(|(_, end)| *end >= candidate)
+                    .map(|(_, end)| *end)
+            });
+            match covered {
                 None => return Some(addr_of(v6, candidate)),
                 Some(end) => candidate = end.checked_add(1)?,
             }
         }
         None
     }
+}
+
+/// Blocks as sorted, disjoint (first, last) runs, touching ones merged.
+fn merged_runs(blocks: impl Iterator<Item = Block>) -> Vec<(u128, u128)> {
+    let mut spans: Vec<(u128, u128)> = blocks.map(|b| (b.start, b.end())).collect();
+    spans.sort_unstable();
+    let mut runs: Vec<(u128, u128)> = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        match runs.last_mut() {
+            Some((_, last)) if start <= last.saturating_add(1) => *last = (*last).max(end),
+            _ => runs.push((start, end)),
+        }
+    }
+    runs
 }
 
 #[cfg(test)]

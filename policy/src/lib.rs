@@ -18,11 +18,14 @@ pub mod options;
 pub mod resolve;
 pub mod rules;
 
-pub use check::{check_addresses, check_entry, check_set, find_duplicates, DuplicateAddress};
+pub use check::{
+    check_addresses, check_entry, check_objects, check_set, find_duplicates, Checked,
+    DuplicateAddress,
+};
 pub use document::{parse_str, DecodeError, ParseError, Parsed};
-pub use finding::{Finding, Rule, Severity};
+pub use finding::{Enforcer, Finding, Findings, Rule, Severity};
 pub use index::{AddressIndex, Conflict};
 pub use model::{ObjectKey, ServiceEntry};
 pub use options::{Options, OptionsError};
-pub use rules::istio::parse_address;
+pub use rules::istio::{parse_address, parse_ip};
 pub use rules::validate;

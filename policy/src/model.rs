@@ -15,6 +15,46 @@ pub const KIND: &str = "ServiceEntry";
 /// Versions of the group that carry the same ServiceEntry schema.
 pub const VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
 
+/// Why an `apiVersion` and `kind` do not name a ServiceEntry of [`GROUP`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TypeError {
+    #[error("unsupported apiVersion {0:?}; expected {GROUP}/v1, v1beta1 or v1alpha3")]
+    ApiVersion(String),
+    #[error("kind {0:?} is not {KIND}")]
+    Kind(String),
+}
+
+/// The one check of an object's type: `apiVersion` is `networking.istio.io/<version>` with a
+/// version that carries the ServiceEntry schema, and `kind` is `ServiceEntry`. Returns the
+/// version.
+pub fn check_type<'a>(api_version: &'a str, kind: &str) -> Result<&'a str, TypeError> {
+    if kind != KIND {
+        return Err(TypeError::Kind(kind.to_string()));
+    }
+    check_group_version(api_version)
+}
+
+/// The version of `networking.istio.io/<version>`, when it carries the ServiceEntry schema.
+pub fn check_group_version(api_version: &str) -> Result<&str, TypeError> {
+    match api_version.split_once('/') {
+        Some((GROUP, version)) if VERSIONS.contains(&version) => Ok(version),
+        _ => Err(TypeError::ApiVersion(api_version.to_string())),
+    }
+}
+
+/// Whether an object's `apiVersion` (of any version) and `kind` name a ServiceEntry of the
+/// group: the objects that are read as ServiceEntries, and refused if the version is unknown.
+pub fn is_service_entry_type(api_version: &str, kind: &str) -> bool {
+    api_version
+        .split_once('/')
+        .is_some_and(|(group, _)| is_service_entry_kind(group, kind))
+}
+
+/// [`is_service_entry_type`] for a group and kind given apart (an AdmissionReview's `kind`).
+pub fn is_service_entry_kind(group: &str, kind: &str) -> bool {
+    group == GROUP && kind == KIND
+}
+
 /// A whole ServiceEntry object. Top-level fields other than these are an error, as in Istio.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -23,7 +63,10 @@ pub struct ServiceEntry {
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(
+        default = "ServiceEntrySpec::absent",
+        skip_serializing_if = "ServiceEntrySpec::is_absent"
+    )]
     pub spec: ServiceEntrySpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
@@ -40,8 +83,18 @@ pub struct ObjectMeta {
     pub generate_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub labels: BTreeMap<String, String>,
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
+    pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
 }
@@ -60,14 +113,43 @@ pub struct ServiceEntrySpec {
     pub location: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub endpoints: Vec<WorkloadEntry>,
+    /// `None` when the field is absent (or null), which the CRD's rules tell from an empty
+    /// list; [`ServiceEntrySpec::endpoints`] reads it as a list.
+    #[serde(default, rename = "endpoints", skip_serializing_if = "Option::is_none")]
+    pub endpoint_list: Option<Vec<WorkloadEntry>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_selector: Option<WorkloadSelector>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub export_to: Vec<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub subject_alt_names: Vec<String>,
+    /// Set when the object has no `spec` at all, which the CRD requires.
+    #[serde(skip)]
+    missing: bool,
+}
+
+impl ServiceEntrySpec {
+    /// The spec of an object that has none.
+    fn absent() -> Self {
+        Self {
+            missing: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the object had a `spec` field.
+    pub fn was_given(&self) -> bool {
+        !self.missing
+    }
+
+    fn is_absent(&self) -> bool {
+        self.missing
+    }
+
+    /// `spec.endpoints`, empty when absent.
+    pub fn endpoints(&self) -> &[WorkloadEntry] {
+        self.endpoint_list.as_deref().unwrap_or(&[])
+    }
 }
 
 /// One entry of `spec.ports`.
@@ -138,22 +220,35 @@ impl fmt::Display for ObjectKey {
 /// The namespace an object without `metadata.namespace` lands in, as with `kubectl apply`.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-impl ServiceEntry {
-    /// The object's `namespace/name`; a missing namespace is `default`, a missing name is
-    /// `generateName` followed by `*`, or empty.
-    pub fn key(&self) -> ObjectKey {
-        let namespace = self
-            .metadata
-            .namespace
-            .clone()
+impl ObjectKey {
+    /// The one reading of an object's `namespace/name` from its metadata fields: a missing or
+    /// empty namespace is `default`; a missing name is `generateName` followed by `*`, or
+    /// empty.
+    pub fn from_metadata(
+        namespace: Option<&str>,
+        name: Option<&str>,
+        generate_name: Option<&str>,
+    ) -> Self {
+        let namespace = namespace
             .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
-        let name = match (&self.metadata.name, &self.metadata.generate_name) {
-            (Some(name), _) if !name.is_empty() => name.clone(),
+            .unwrap_or(DEFAULT_NAMESPACE);
+        let name = match (name, generate_name) {
+            (Some(name), _) if !name.is_empty() => name.to_string(),
             (_, Some(prefix)) => format!("{prefix}*"),
             _ => String::new(),
         };
-        ObjectKey { namespace, name }
+        ObjectKey::new(namespace, name)
+    }
+}
+
+impl ServiceEntry {
+    /// The object's `namespace/name` ([`ObjectKey::from_metadata`]).
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::from_metadata(
+            self.metadata.namespace.as_deref(),
+            self.metadata.name.as_deref(),
+            self.metadata.generate_name.as_deref(),
+        )
     }
 }
 
@@ -164,17 +259,35 @@ pub enum Resolution {
     Static,
     Dns,
     DnsRoundRobin,
+    /// Istio 1.28: wildcard hosts resolved per request by ztunnel and waypoints.
+    DynamicDns,
 }
 
 impl Resolution {
-    /// Parses the `spec.resolution` string; `None` for values Istio does not know.
+    /// The CRD's enum, in its order.
+    pub const NAMES: [&'static str; 5] =
+        ["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"];
+
+    /// Parses the `spec.resolution` string (case-sensitive, as the CRD's enum); `None` for
+    /// values Istio does not know.
     pub fn parse(value: Option<&str>) -> Option<Self> {
         match value {
             None | Some("NONE") => Some(Self::None),
             Some("STATIC") => Some(Self::Static),
             Some("DNS") => Some(Self::Dns),
             Some("DNS_ROUND_ROBIN") => Some(Self::DnsRoundRobin),
+            Some("DYNAMIC_DNS") => Some(Self::DynamicDns),
             Some(_) => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Static => "STATIC",
+            Self::Dns => "DNS",
+            Self::DnsRoundRobin => "DNS_ROUND_ROBIN",
+            Self::DynamicDns => "DYNAMIC_DNS",
         }
     }
 }
@@ -220,6 +333,61 @@ mod tests {
     }
 
     #[test]
+    fn type_check_names_group_version_and_kind() {
+        assert_eq!(
+            check_type("networking.istio.io/v1beta1", "ServiceEntry"),
+            Ok("v1beta1")
+        );
+        assert_eq!(
+            check_type("evil.io/v1", "ServiceEntry"),
+            Err(TypeError::ApiVersion("evil.io/v1".into()))
+        );
+        assert_eq!(
+            check_type("networking.istio.io/v2", "ServiceEntry"),
+            Err(TypeError::ApiVersion("networking.istio.io/v2".into()))
+        );
+        assert_eq!(
+            check_type("networking.istio.io/v1", "Gateway"),
+            Err(TypeError::Kind("Gateway".into()))
+        );
+        assert!(is_service_entry_type(
+            "networking.istio.io/v9",
+            "ServiceEntry"
+        ));
+        assert!(!is_service_entry_type("evil.io/v1", "ServiceEntry"));
+        assert!(!is_service_entry_type(
+            "networking.istio.io",
+            "ServiceEntry"
+        ));
+    }
+
+    #[test]
+    fn key_from_metadata_defaults_alike_everywhere() {
+        assert_eq!(
+            ObjectKey::from_metadata(Some(""), Some("a"), None),
+            ObjectKey::new("default", "a")
+        );
+        assert_eq!(
+            ObjectKey::from_metadata(None, None, Some("gen-")),
+            ObjectKey::new("default", "gen-*")
+        );
+        assert_eq!(
+            ObjectKey::from_metadata(Some("foo"), Some(""), None),
+            ObjectKey::new("foo", "")
+        );
+    }
+
+    #[test]
+    fn endpoints_present_but_empty_is_told_from_absent() {
+        let se: ServiceEntry = serde_json::from_str(
+            r#"{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","spec":{"endpoints":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(se.spec.endpoint_list, Some(vec![]));
+        assert!(se.spec.endpoints().is_empty());
+    }
+
+    #[test]
     fn rejects_unknown_spec_field() {
         let err = serde_json::from_str::<ServiceEntry>(
             r#"{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","spec":{"hostz":["a"]}}"#,
@@ -234,7 +402,7 @@ mod tests {
             r#"{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","spec":{"hosts":null,"endpoints":null}}"#,
         )
         .unwrap();
-        assert!(se.spec.hosts.is_empty() && se.spec.endpoints.is_empty());
+        assert!(se.spec.hosts.is_empty() && se.spec.endpoint_list.is_none());
     }
 
     #[test]

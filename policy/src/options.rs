@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::names::is_dns1123_label;
+use crate::names::{is_dns1123_label, strip_domain_suffix};
 
 /// The domain suffix of remote services, as in `httpbin.bar.global`.
 pub const DEFAULT_DOMAIN_SUFFIX: &str = "global";
@@ -105,13 +105,12 @@ impl Options {
 
     /// Whether a host (any case, optional trailing dot) lies under the domain suffix.
     pub fn is_under_suffix(&self, host: &str) -> bool {
-        // Compared as bytes: a host may hold any UTF-8, and slicing it as a str could split a
-        // character.
-        let host = host.strip_suffix('.').unwrap_or(host).as_bytes();
-        let suffix = self.domain_suffix.as_bytes();
-        host.len() > suffix.len() + 1
-            && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-            && host[host.len() - suffix.len() - 1] == b'.'
+        self.strip_suffix(host).is_some()
+    }
+
+    /// A host under the domain suffix without it: `httpbin.bar` of `httpbin.bar.global.`.
+    pub fn strip_suffix<'h>(&self, host: &'h str) -> Option<&'h str> {
+        strip_domain_suffix(host, &self.domain_suffix)
     }
 
     /// `15443`, or `15443 or 31443` for several ports, for messages.

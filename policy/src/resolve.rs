@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::model::{ObjectKey, ServiceEntry};
+use crate::names::strip_domain_suffix;
 use crate::options::Options;
 
 /// The longest name a lookup considers (RFC 1035: 255 octets on the wire, 253 as text).
@@ -267,33 +268,12 @@ impl HostTable {
     }
 }
 
-/// `name` without `.domain` at its end (case-insensitive, trailing dots ignored), or `None`
-/// when it does not end so: `httpbin.bar.global.foo.svc.cluster.local` without
-/// `foo.svc.cluster.local` is `httpbin.bar.global`.
-pub fn strip_search_domain<'n>(name: &'n str, domain: &str) -> Option<&'n str> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    let domain = domain.trim_matches('.');
-    if domain.is_empty() || name.len() <= domain.len() + 1 {
-        return None;
-    }
-    let cut = name.len() - domain.len();
-    if !name.is_char_boundary(cut - 1) {
-        return None;
-    }
-    let (head, tail) = name.split_at(cut);
-    (tail.eq_ignore_ascii_case(domain) && head.ends_with('.')).then(|| &head[..head.len() - 1])
-}
-
 fn strip_domain<'n>(lower: &'n str, domain: &str) -> Option<&'n str> {
-    let head = lower.strip_suffix(domain)?.strip_suffix('.')?;
-    (!head.is_empty()).then_some(head)
+    strip_domain_suffix(lower, domain)
 }
 
 fn is_under(lower: &str, suffix: &str) -> bool {
-    lower
-        .strip_suffix(suffix)
-        .and_then(|head| head.strip_suffix('.'))
-        .is_some_and(|head| !head.is_empty())
+    strip_domain_suffix(lower, suffix).is_some()
 }
 
 /// `name` in lowercase ASCII in `buf`, or `None` when it is too long or not ASCII.
@@ -455,27 +435,6 @@ mod tests {
         );
         assert!(t.is_ours("nope.baz.global.svc.cluster.local"));
         assert!(!t.is_ours("kubernetes.default.svc.cluster.local"));
-    }
-
-    #[test]
-    fn strips_a_search_domain() {
-        assert_eq!(
-            strip_search_domain(
-                "httpbin.bar.global.foo.svc.cluster.local",
-                "foo.svc.cluster.local"
-            ),
-            Some("httpbin.bar.global")
-        );
-        assert_eq!(
-            strip_search_domain(
-                "httpbin.bar.global.FOO.svc.cluster.local.",
-                ".foo.svc.cluster.local."
-            ),
-            Some("httpbin.bar.global")
-        );
-        assert_eq!(strip_search_domain("xcluster.local", "cluster.local"), None);
-        assert_eq!(strip_search_domain("cluster.local", "cluster.local"), None);
-        assert_eq!(strip_search_domain("a.b", ""), None);
     }
 
     #[test]

@@ -73,6 +73,43 @@ proptest! {
         prop_assert_eq!(index.next_free(range, &excluded), expected);
     }
 
+    /// The runs of held addresses that make `next_free` fast are kept through any sequence of
+    /// replacements and removals, nested and duplicate blocks included.
+    #[test]
+    fn next_free_follows_replacements_and_removals(
+        steps in prop::collection::vec((0usize..6, prop::collection::vec(block(), 0..4)), 1..30),
+        exclude in prop::collection::vec(block(), 0..3),
+    ) {
+        let mut index = AddressIndex::new();
+        let mut model: Vec<Vec<Ipv4Net>> = vec![Vec::new(); 6];
+        for (owner, nets) in &steps {
+            let key = ObjectKey::new("ns", format!("se{owner}"));
+            if nets.is_empty() {
+                index.remove(&key);
+            } else {
+                let nets: Vec<IpNet> = nets.iter().map(|n| IpNet::V4(*n)).collect();
+                index.replace(&key, &nets);
+            }
+            model[*owner] = nets.clone();
+            let excluded: Vec<IpNet> = exclude.iter().map(|n| IpNet::V4(*n)).collect();
+            let taken = |ip: Ipv4Addr| {
+                model.iter().flatten().chain(exclude.iter()).any(|n| n.contains(&ip))
+            };
+            let expected = (1u8..=254)
+                .map(|last| Ipv4Addr::new(10, 0, 0, last))
+                .find(|ip| !taken(*ip))
+                .map(IpAddr::V4);
+            let range: IpNet = "10.0.0.0/24".parse().unwrap();
+            prop_assert_eq!(index.next_free(range, &excluded), expected);
+            let narrow: IpNet = "10.0.0.128/25".parse().unwrap();
+            let expected = (129u8..=254)
+                .map(|last| Ipv4Addr::new(10, 0, 0, last))
+                .find(|ip| !taken(*ip))
+                .map(IpAddr::V4);
+            prop_assert_eq!(index.next_free(narrow, &excluded), expected);
+        }
+    }
+
     #[test]
     fn build_equals_incremental_inserts(held in prop::collection::vec((0usize..5, block()), 0..20)) {
         let entries: Vec<policy::ServiceEntry> = (0..5)

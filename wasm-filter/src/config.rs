@@ -4,7 +4,7 @@
 use std::fmt;
 
 use policy::authority::{GuardTable, GuardTableBuilder};
-use policy::model::{ServiceEntry, GROUP, KIND, VERSIONS};
+use policy::model::{check_type, ServiceEntry};
 use policy::names::is_dns1123_label;
 use policy::options::{Options, OptionsError, DEFAULT_DOMAIN_SUFFIX, DEFAULT_GATEWAY_PORT};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -135,20 +135,9 @@ fn suffix(raw: Option<&str>) -> Result<String, ConfigError> {
 }
 
 fn check_kind(entry: &ServiceEntry) -> Result<(), String> {
-    let version = entry
-        .api_version
-        .strip_prefix(GROUP)
-        .and_then(|rest| rest.strip_prefix('/'));
-    if !version.is_some_and(|v| VERSIONS.contains(&v)) {
-        return Err(format!(
-            "unsupported apiVersion {:?}; expected {GROUP}/v1, v1beta1 or v1alpha3",
-            entry.api_version
-        ));
-    }
-    if entry.kind != KIND {
-        return Err(format!("kind {:?} is not {KIND}", entry.kind));
-    }
-    Ok(())
+    check_type(&entry.api_version, &entry.kind)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// An RFC 9110 token, not a pseudo-header.

@@ -15,6 +15,8 @@ function fields(f, withDocument = true) {
     message: f.message,
     severity: f.severity,
     rule: f.rule,
+    enforcedBy: f.enforcedBy,
+    suggestedAddress: f.suggestedAddress ?? null,
   };
   if (withDocument) out.document = f.document;
   return out;

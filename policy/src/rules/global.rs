@@ -1,13 +1,14 @@
 //! The `.global` rules of gateway-connected clusters, for every ServiceEntry with a host under
-//! the domain suffix: host form, VIPs, and endpoints that point at the remote gateway.
+//! the domain suffix: host form, VIPs, and endpoints that point at the remote gateway. These
+//! are globalmesh's own and stricter than Istio's.
 
 use std::collections::HashSet;
 
 use ipnet::IpNet;
 
-use crate::finding::{Finding, Rule};
+use crate::finding::{Findings, Rule};
 use crate::model::{Location, Resolution, ServiceEntry};
-use crate::names::is_dns1123_label;
+use crate::names::{service_host_parts, Plain, Shown};
 use crate::options::Options;
 use crate::rules::istio::{declared_list, parse_address};
 
@@ -16,7 +17,7 @@ pub fn is_global(se: &ServiceEntry, options: &Options) -> bool {
     se.spec.hosts.iter().any(|h| options.is_under_suffix(h))
 }
 
-pub fn validate(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
+pub fn validate(se: &ServiceEntry, options: &Options, out: &mut Findings) {
     if !is_global(se, options) {
         return;
     }
@@ -26,84 +27,76 @@ pub fn validate(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
     mode(se, options, out);
 }
 
-fn hosts(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
+fn hosts(se: &ServiceEntry, options: &Options, out: &mut Findings) {
     let suffix = &options.domain_suffix;
     for (i, host) in se.spec.hosts.iter().enumerate() {
         if !options.is_under_suffix(host) {
             continue;
         }
-        let trimmed = host.strip_suffix('.').unwrap_or(host);
-        let head = trimmed
-            .get(..trimmed.len().saturating_sub(suffix.len() + 1))
-            .unwrap_or("");
-        let labels: Vec<&str> = head.split('.').collect();
-        let ok = labels.len() == 2 && labels.iter().all(|label| is_dns1123_label(label));
-        if !ok {
-            out.push(Finding::error(
+        if service_host_parts(host, suffix).is_none() {
+            out.error(
                 Rule::GlobalHost,
-                format!("spec.hosts[{i}]"),
-                format!(
-                    "host {host:?} is not of the form <name>.<namespace>.{suffix} (two lowercase DNS-1123 labels before .{suffix}, such as httpbin.bar.{suffix})"
+                format_args!("spec.hosts[{i}]"),
+                format_args!(
+                    "host {} is not of the form <name>.<namespace>.{suffix} (two lowercase DNS-1123 labels before .{suffix}, such as httpbin.bar.{suffix})",
+                    Shown(host)
                 ),
-            ));
+            );
         }
     }
 }
 
-fn addresses(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
+fn addresses(se: &ServiceEntry, options: &Options, out: &mut Findings) {
     let spec = &se.spec;
     if spec.addresses.is_empty() {
-        out.push(Finding::error(
+        out.error(
             Rule::GlobalAddress,
             "spec.addresses",
-            format!(
+            format_args!(
                 "no addresses: a .{} host needs a VIP (such as 127.255.0.2) that its name resolves to and the sidecar captures",
                 options.domain_suffix
             ),
-        ));
+        );
         return;
     }
     for (i, address) in spec.addresses.iter().enumerate() {
-        let path = format!("spec.addresses[{i}]");
         // Istio's rules already report addresses that do not parse.
         let Some(net) = parse_address(address) else {
             continue;
         };
         if net.prefix_len() != net.max_prefix_len() {
-            out.push(Finding::error(
+            out.error(
                 Rule::GlobalAddress,
-                path,
-                format!(
-                    "address {address:?} is a range; a .{} host needs single IP addresses (a /{} at most)",
+                format_args!("spec.addresses[{i}]"),
+                format_args!(
+                    "address {} is a range; a .{} host needs single IP addresses (a /{} at most)",
+                    Shown(address),
                     options.domain_suffix,
                     net.max_prefix_len()
                 ),
-            ));
+            );
             continue;
         }
         if !options.vip_ranges.iter().any(|range| range.contains(&net)) {
-            out.push(Finding::warning(
+            out.warning(
                 Rule::GlobalAddress,
-                path,
-                format!(
-                    "address {address} is outside the VIP ranges ({})",
+                format_args!("spec.addresses[{i}]"),
+                format_args!(
+                    "address {} is outside the VIP ranges ({})",
+                    Plain(address),
                     ranges_text(&options.vip_ranges)
                 ),
-            ));
+            );
         }
     }
 }
 
 fn ranges_text(ranges: &[IpNet]) -> String {
     let parts: Vec<String> = ranges.iter().map(IpNet::to_string).collect();
-    if parts.is_empty() {
-        "none configured".to_string()
-    } else {
-        parts.join(", ")
-    }
+    crate::names::few(parts.iter().map(String::as_str))
 }
 
-fn endpoints(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
+fn endpoints(se: &ServiceEntry, options: &Options, out: &mut Findings) {
     let spec = &se.spec;
     let declared: HashSet<&str> = spec
         .ports
@@ -116,92 +109,94 @@ fn endpoints(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
         Some(Resolution::Static | Resolution::Dns | Resolution::DnsRoundRobin)
     );
     let gateway = options.gateway_ports_text();
-    for (i, ep) in spec.endpoints.iter().enumerate() {
-        let path = format!("spec.endpoints[{i}]");
+    for (i, ep) in spec.endpoints().iter().enumerate() {
         let Some(ports) = &ep.ports else {
-            out.push(Finding::error(
+            out.error(
                 Rule::GatewayPort,
-                format!("{path}.ports"),
-                format!(
+                format_args!("spec.endpoints[{i}].ports"),
+                format_args!(
                     "endpoint {} has no ports map, so traffic goes to the service port instead of the gateway; add ports: {{<port name>: {gateway}}}",
-                    ep.address.as_deref().unwrap_or("(no address)")
+                    Plain(ep.address.as_deref().unwrap_or("(no address)"))
                 ),
-            ));
+            );
             continue;
         };
         if ports.is_empty() {
-            out.push(Finding::error(
+            out.error(
                 Rule::GatewayPort,
-                format!("{path}.ports"),
-                format!("endpoint ports map is empty; map each declared port name to {gateway}"),
-            ));
+                format_args!("spec.endpoints[{i}].ports"),
+                format_args!(
+                    "endpoint ports map is empty; map each declared port name to {gateway}"
+                ),
+            );
         }
         for (name, number) in ports {
-            let port_path = format!("{path}.ports.{name}");
             if !istio_checks_names && !declared.contains(name.as_str()) {
-                out.push(Finding::error(
+                out.error(
                     Rule::GatewayPort,
-                    &port_path,
-                    format!(
-                        "endpoint port {name:?} is not a port declared in spec.ports (declared: {})",
+                    format_args!("spec.endpoints[{i}].ports.{}", Plain(name)),
+                    format_args!(
+                        "endpoint port {} is not a port declared in spec.ports (declared: {})",
+                        Shown(name),
                         declared_list(&declared)
                     ),
-                ));
+                );
             }
             let is_gateway = u16::try_from(*number)
                 .map(|n| options.gateway_ports.contains(&n))
                 .unwrap_or(false);
             if !is_gateway {
-                out.push(Finding::error(
+                out.error(
                     Rule::GatewayPort,
-                    port_path,
-                    format!(
-                        "port {number} is not the gateway port {gateway}; set {name}: {gateway}"
+                    format_args!("spec.endpoints[{i}].ports.{}", Plain(name)),
+                    format_args!(
+                        "port {number} is not the gateway port {gateway}; set {}: {gateway}",
+                        Plain(name)
                     ),
-                ));
+                );
             }
         }
     }
 }
 
-fn mode(se: &ServiceEntry, options: &Options, out: &mut Vec<Finding>) {
+fn mode(se: &ServiceEntry, options: &Options, out: &mut Findings) {
     let spec = &se.spec;
     let suffix = &options.domain_suffix;
     if Resolution::parse(spec.resolution.as_deref()) != Some(Resolution::Dns) {
-        out.push(Finding::warning(
+        out.warning(
             Rule::GlobalMode,
             "spec.resolution",
-            format!(
+            format_args!(
                 "resolution is {}; .{suffix} entries normally use DNS so that gateway addresses may be names",
-                spec.resolution.as_deref().unwrap_or("unset (NONE)")
+                Plain(spec.resolution.as_deref().unwrap_or("unset (NONE)"))
             ),
-        ));
+        );
     }
     if Location::parse(spec.location.as_deref()) != Some(Location::MeshInternal) {
-        out.push(Finding::warning(
+        out.warning(
             Rule::GlobalMode,
             "spec.location",
-            format!(
+            format_args!(
                 "location is {}; remote clusters share the root of trust, so .{suffix} entries should be MESH_INTERNAL for mutual TLS",
-                spec.location.as_deref().unwrap_or("unset (MESH_EXTERNAL)")
+                Plain(spec.location.as_deref().unwrap_or("unset (MESH_EXTERNAL)"))
             ),
-        ));
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finding::Severity;
+    use crate::finding::{Finding, Severity};
     use crate::model::ServiceEntrySpec;
     use crate::rules::seed_entry;
 
     fn global_with(options: &Options, change: impl FnOnce(&mut ServiceEntrySpec)) -> Vec<Finding> {
         let mut se = seed_entry();
         change(&mut se.spec);
-        let mut out = Vec::new();
+        let mut out = Findings::new();
         validate(&se, options, &mut out);
-        out
+        out.into_vec()
     }
 
     fn with(change: impl FnOnce(&mut ServiceEntrySpec)) -> Vec<Finding> {
@@ -229,7 +224,7 @@ mod tests {
             with(|s| {
                 s.hosts = vec!["api.example.com".into()];
                 s.addresses.clear();
-                s.endpoints[0].ports = None;
+                s.endpoint_list.as_mut().unwrap()[0].ports = None;
             }),
             vec![]
         );
@@ -326,14 +321,14 @@ mod tests {
     #[test]
     fn endpoint_needs_a_ports_map() {
         assert_one(
-            &with(|s| s.endpoints[0].ports = None),
+            &with(|s| s.endpoint_list.as_mut().unwrap()[0].ports = None),
             Severity::Error,
             Rule::GatewayPort,
             "spec.endpoints[0].ports",
             "no ports map",
         );
         assert_one(
-            &with(|s| s.endpoints[0].ports = Some(Default::default())),
+            &with(|s| s.endpoint_list.as_mut().unwrap()[0].ports = Some(Default::default())),
             Severity::Error,
             Rule::GatewayPort,
             "spec.endpoints[0].ports",
@@ -344,7 +339,8 @@ mod tests {
     #[test]
     fn endpoint_port_must_be_the_gateway_port() {
         let found = with(|s| {
-            s.endpoints[0].ports = Some([("http1".to_string(), 8000)].into_iter().collect())
+            s.endpoint_list.as_mut().unwrap()[0].ports =
+                Some([("http1".to_string(), 8000)].into_iter().collect())
         });
         assert_one(
             &found,
@@ -359,7 +355,8 @@ mod tests {
     fn gateway_ports_are_configurable_for_nodeport() {
         let options = Options::new(None, &[15443, 31443], &[]).unwrap();
         let nodeport = |s: &mut ServiceEntrySpec| {
-            s.endpoints[0].ports = Some([("http1".to_string(), 31443)].into_iter().collect())
+            s.endpoint_list.as_mut().unwrap()[0].ports =
+                Some([("http1".to_string(), 31443)].into_iter().collect())
         };
         assert_eq!(global_with(&options, nodeport), vec![]);
         assert_one(
@@ -375,7 +372,8 @@ mod tests {
     fn endpoint_port_names_must_be_declared_even_without_istio_checking() {
         let found = with(|s| {
             s.resolution = Some("NONE".into());
-            s.endpoints[0].ports = Some([("grpc".to_string(), 15443)].into_iter().collect());
+            s.endpoint_list.as_mut().unwrap()[0].ports =
+                Some([("grpc".to_string(), 15443)].into_iter().collect());
         });
         assert_one(
             &found,
