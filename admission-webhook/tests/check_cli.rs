@@ -1,4 +1,11 @@
 //! `admission-webhook check` run as a process: exit codes and the lines it prints.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

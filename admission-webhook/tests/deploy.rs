@@ -2,6 +2,13 @@
 //! (its arguments, against the API-compatible test server), its probes reach the admin port,
 //! its RBAC covers what the watch needs, and the committed ValidatingWebhookConfiguration is
 //! what `admission-webhook manifests` writes, less the caBundle.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

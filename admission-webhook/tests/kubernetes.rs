@@ -1,6 +1,13 @@
 //! `serve --kubernetes` and `audit --kubernetes` against the API-compatible test server: the
 //! catalog follows the API, reservations end when the admitted object is watched, and the
 //! webhook is unready until its first list is in.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

@@ -1,4 +1,11 @@
 //! `admission-webhook serve` as the API server meets it: reviews over TLS with curl.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

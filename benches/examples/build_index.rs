@@ -1,5 +1,12 @@
 //! Builds the address index for N synthetic entries (default 100,000), for profiling with
 //! `valgrind --tool=callgrind`.
+// Benchmark code: a failing unwrap stops the benchmark.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 fn main() {
     let n = std::env::args()

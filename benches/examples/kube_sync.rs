@@ -4,6 +4,13 @@
 //!
 //! Run from the repository root after `cargo build --release -p dns-shim`:
 //! `cargo run --release -p benches --example kube_sync -- 100000 3`
+// Benchmark code: a failing unwrap stops the benchmark.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,4 +1,11 @@
 //! Generators of realistic ServiceEntry sets for benchmarks.
+// Benchmark code: a failing unwrap stops the benchmark.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use policy::ServiceEntry;
 

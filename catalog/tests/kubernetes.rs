@@ -1,5 +1,12 @@
 //! The Kubernetes source against the API-compatible test server: the view a sink holds is
 //! checked after every event, drop and expiry.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -170,12 +170,23 @@ fn static_cluster(name: &str, endpoints: Vec<Value>) -> Value {
     })
 }
 
-fn lb_endpoint(ip: &str, port: u16, labels: &BTreeMap<String, String>) -> Value {
-    let mut endpoint = json!({"endpoint": {"address": socket(ip, port)}});
-    if !labels.is_empty() {
-        endpoint["metadata"] = json!({"filter_metadata": {"envoy.lb": labels}});
+/// Sets a field of a JSON object (a no-op on any other value).
+fn set(object: &mut Value, key: &str, value: Value) {
+    if let Some(fields) = object.as_object_mut() {
+        fields.insert(key.to_string(), value);
     }
-    endpoint
+}
+
+fn lb_endpoint(ip: &str, port: u16, labels: &BTreeMap<String, String>) -> Value {
+    let mut endpoint = serde_json::Map::new();
+    endpoint.insert("endpoint".into(), json!({"address": socket(ip, port)}));
+    if !labels.is_empty() {
+        endpoint.insert(
+            "metadata".into(),
+            json!({"filter_metadata": {"envoy.lb": labels}}),
+        );
+    }
+    Value::Object(endpoint)
 }
 
 fn tls_context(identity: &Identity, san_prefix_or_exact: Value) -> Value {
@@ -297,18 +308,26 @@ pub fn client_sidecar(
                 .filter_map(|e| e.labels.get("cluster"))
                 .collect();
             if !subsets.is_empty() {
-                cluster["lb_subset_config"] = json!({
-                    "fallback_policy": "ANY_ENDPOINT",
-                    "subset_selectors": [{"keys": ["cluster"]}]
-                });
+                set(
+                    &mut cluster,
+                    "lb_subset_config",
+                    json!({
+                        "fallback_policy": "ANY_ENDPOINT",
+                        "subset_selectors": [{"keys": ["cluster"]}]
+                    }),
+                );
             }
-            cluster["transport_socket"] = json!({
-                "name": "envoy.transport_sockets.tls",
-                "typed_config": typed("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", json!({
-                    "sni": sni(&service.name, &service.namespace, *port),
-                    "common_tls_context": tls_context(&config.identity, san_matchers(&service.subject_alt_names))
-                }))
-            });
+            set(
+                &mut cluster,
+                "transport_socket",
+                json!({
+                    "name": "envoy.transport_sockets.tls",
+                    "typed_config": typed("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", json!({
+                        "sni": sni(&service.name, &service.namespace, *port),
+                        "common_tls_context": tls_context(&config.identity, san_matchers(&service.subject_alt_names))
+                    }))
+                }),
+            );
             clusters.push(cluster);
 
             let mut routes: Vec<Value> = subsets

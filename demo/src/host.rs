@@ -139,8 +139,15 @@ impl Host {
                 c
             }
             None => {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
+                let (program, args) = argv.split_first().ok_or_else(|| HostError::Spawn {
+                    command: name.to_string(),
+                    error: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "empty command line",
+                    ),
+                })?;
+                let mut c = Command::new(program);
+                c.args(args);
                 c
             }
         };

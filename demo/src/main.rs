@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use demo::host::{self, Host};
 use demo::scenario::{Exchange, Programs, Scenario, CLUSTER2_GW_ADDR, VIP};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn main() -> ExitCode {
     if !host::is_root() {
@@ -104,7 +104,8 @@ fn run(host: Host) -> anyhow::Result<()> {
     let body: serde_json::Value = serde_json::from_str(&headers.body).unwrap_or_default();
     println!(
         "    4. httpbin's sidecar verified the caller: {}",
-        body["headers"]["X-Forwarded-Client-Cert"]
+        body.pointer("/headers/X-Forwarded-Client-Cert")
+            .unwrap_or(&Value::Null)
             .as_str()
             .unwrap_or("(no client certificate)")
     );
@@ -146,7 +147,8 @@ fn run(host: Host) -> anyhow::Result<()> {
     println!(
         "  no header -> {}; global_guard set X-Global-Cluster: {}",
         unset.status_line,
-        body["headers"]["X-Global-Cluster"]
+        body.pointer("/headers/X-Global-Cluster")
+            .unwrap_or(&Value::Null)
             .as_str()
             .unwrap_or("(none)")
     );
@@ -176,8 +178,14 @@ fn run(host: Host) -> anyhow::Result<()> {
 
     section("rejected: an endpoint on port 8000 instead of 15443 (admission-webhook)");
     let mut wrong_port = scenario.seed_copy("httpbin-direct", "httpbin3.bar.global")?;
-    wrong_port["spec"]["addresses"] = json!(["127.255.0.3"]);
-    wrong_port["spec"]["endpoints"][0]["ports"]["http1"] = json!(8000);
+    for (path, value) in [
+        ("/spec/addresses", json!(["127.255.0.3"])),
+        ("/spec/endpoints/0/ports/http1", json!(8000)),
+    ] {
+        if let Some(slot) = wrong_port.pointer_mut(path) {
+            *slot = value;
+        }
+    }
     let denied = scenario.review_only(&wrong_port)?;
     println!("  allowed: {}\n{}", denied.allowed, indent(&denied.message));
     Ok(())

@@ -470,15 +470,16 @@ impl Scenario {
         )?;
         let answer: Value = serde_json::from_str(&answer)
             .map_err(|e| step(format!("webhook answer is not JSON: {e}: {answer}")))?;
-        if answer["response"]["uid"] != uid.as_str() {
+        let field = |path| answer.pointer(path).unwrap_or(&Value::Null);
+        if field("/response/uid") != uid.as_str() {
             return Err(step(format!(
                 "webhook answered uid {} for {uid}",
-                answer["response"]["uid"]
+                field("/response/uid")
             )));
         }
         Ok(Admission {
-            allowed: answer["response"]["allowed"] == true,
-            message: answer["response"]["status"]["message"]
+            allowed: field("/response/allowed") == true,
+            message: field("/response/status/message")
                 .as_str()
                 .unwrap_or("")
                 .to_string(),
@@ -531,8 +532,12 @@ impl Scenario {
     pub fn seed_copy(&self, name: &str, host: &str) -> Result<Value> {
         let entry = load_one(&self.programs.seed.join("serviceentry-direct.yaml"))?;
         let mut object = serde_json::to_value(entry).map_err(|e| step(e.to_string()))?;
-        object["metadata"]["name"] = Value::from(name);
-        object["spec"]["hosts"] = Value::from(vec![host]);
+        if let Some(slot) = object.pointer_mut("/metadata/name") {
+            *slot = Value::from(name);
+        }
+        if let Some(slot) = object.pointer_mut("/spec/hosts") {
+            *slot = Value::from(vec![host]);
+        }
         Ok(object)
     }
 

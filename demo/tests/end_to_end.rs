@@ -1,6 +1,13 @@
 //! The seed scenario end to end, with assertions on every hop: it fails if a request reaches
 //! httpbin without passing dns-shim, the sidecar's capture and filter, the gateway on 15443 and
 //! httpbin's mutual-TLS sidecar. Needs root (network namespaces); CI runs as root.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,11 @@
 //! The rendered configurations are accepted by the real Envoy (`--mode validate`).
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -44,7 +44,7 @@ async fn handle(
             if n == 0 {
                 break;
             }
-            head.extend_from_slice(&buf[..n]);
+            head.extend_from_slice(buf.get(..n).unwrap_or_default());
         }
         Ok::<_, std::io::Error>(())
     })

@@ -74,7 +74,9 @@ impl Lane {
             let Some(answer) = buf.get(..n).filter(|b| b.len() >= HEADER_LEN) else {
                 continue;
             };
-            let id = u16::from_be_bytes([answer[0], answer[1]]);
+            let Some(id) = message_id(answer) else {
+                continue;
+            };
             let mut pending = self.pending();
             let Some(waiting) = pending.remove(&id) else {
                 continue;
@@ -189,11 +191,11 @@ impl Forwarder {
             match result {
                 Ok(mut answer) => {
                     self.metrics.upstream_latency(i, start.elapsed());
-                    if answer[3] & 0x0f == RCODE_REFUSED {
+                    if answer.get(3).is_some_and(|b| b & 0x0f == RCODE_REFUSED) {
                         self.metrics.upstream_failure(i, UpstreamFailure::Refused);
                         continue;
                     }
-                    answer[..2].copy_from_slice(&query[..2]);
+                    set_message_id(&mut answer, message_id(query).unwrap_or(0));
                     return Ok(answer);
                 }
                 Err(failure) => {
@@ -211,8 +213,11 @@ impl Forwarder {
         query: &[u8],
         question: &[u8],
     ) -> Result<Vec<u8>, UpstreamFailure> {
-        let lane =
-            &upstream.lanes[upstream.next.fetch_add(1, Ordering::Relaxed) % upstream.lanes.len()];
+        let turn = upstream.next.fetch_add(1, Ordering::Relaxed);
+        let lane = upstream
+            .lanes
+            .get(turn % upstream.lanes.len().max(1))
+            .ok_or(UpstreamFailure::Network)?;
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut pending = lane.pending();
@@ -231,7 +236,7 @@ impl Forwarder {
         };
         let _registration = Registration { lane, id };
         let mut packet = query.to_vec();
-        packet[..2].copy_from_slice(&id.to_be_bytes());
+        set_message_id(&mut packet, id);
         lane.socket
             .send(&packet)
             .await
@@ -297,7 +302,7 @@ fn finish_tcp(
     question: &[u8],
 ) -> Result<Vec<u8>, UpstreamFailure> {
     if answer.len() < HEADER_LEN
-        || answer[..2] != query[..2]
+        || message_id(&answer) != message_id(query)
         || !question_matches(&answer, question)
     {
         return Err(UpstreamFailure::Malformed);
@@ -312,9 +317,24 @@ fn finish_tcp(
 /// Whether `answer` carries `question` (the raw question section of the query) as its own.
 /// Letters may differ in case: some servers do not echo 0x20-randomised names exactly.
 fn question_matches(answer: &[u8], question: &[u8]) -> bool {
-    answer.len() >= HEADER_LEN + question.len()
-        && answer[4..6] == [0, 1]
-        && answer[HEADER_LEN..HEADER_LEN + question.len()].eq_ignore_ascii_case(question)
+    answer.get(4..6) == Some(&[0, 1])
+        && answer
+            .get(HEADER_LEN..HEADER_LEN + question.len())
+            .is_some_and(|q| q.eq_ignore_ascii_case(question))
+}
+
+/// The ID of a DNS message (its first two bytes).
+fn message_id(message: &[u8]) -> Option<u16> {
+    match message {
+        [a, b, ..] => Some(u16::from_be_bytes([*a, *b])),
+        _ => None,
+    }
+}
+
+fn set_message_id(message: &mut [u8], id: u16) {
+    if let Some(slot) = message.get_mut(..2) {
+        slot.copy_from_slice(&id.to_be_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -106,7 +106,9 @@ impl Handler {
             ),
             _ => {}
         }
-        fastrand::shuffle(&mut out[start..]);
+        if let Some(added) = out.get_mut(start..) {
+            fastrand::shuffle(added);
+        }
     }
 
     async fn local<R: ResponseHandler>(
@@ -375,17 +377,14 @@ fn ascii_name<'b>(name: &Name, buf: &'b mut [u8; MAX_NAME_LEN]) -> Option<&'b st
         if label.iter().any(|b| *b == b'.' || !b.is_ascii_graphic()) {
             return None;
         }
-        let sep = usize::from(len > 0);
-        if len + sep + label.len() > MAX_NAME_LEN {
-            return None;
+        if len > 0 {
+            *buf.get_mut(len)? = b'.';
+            len += 1;
         }
-        if sep == 1 {
-            buf[len] = b'.';
-        }
-        buf[len + sep..len + sep + label.len()].copy_from_slice(label);
-        len += sep + label.len();
+        buf.get_mut(len..len + label.len())?.copy_from_slice(label);
+        len += label.len();
     }
-    std::str::from_utf8(&buf[..len]).ok()
+    std::str::from_utf8(buf.get(..len)?).ok()
 }
 
 #[cfg(test)]

@@ -106,14 +106,21 @@ impl Metrics {
     }
 
     pub fn request(&self, qtype: RecordType, outcome: Outcome) {
-        self.requests[qtype_index(qtype)][outcome as usize].fetch_add(1, Relaxed);
+        if let Some(count) = self
+            .requests
+            .get(qtype_index(qtype))
+            .and_then(|row| row.get(outcome as usize))
+        {
+            count.fetch_add(1, Relaxed);
+        }
     }
 
     /// Requests counted so far for an outcome, over all types.
     pub fn requests_with(&self, outcome: Outcome) -> u64 {
         self.requests
             .iter()
-            .map(|row| row[outcome as usize].load(Relaxed))
+            .filter_map(|row| row.get(outcome as usize))
+            .map(|count| count.load(Relaxed))
             .sum()
     }
 
@@ -131,7 +138,9 @@ impl Metrics {
 
     pub fn upstream_failure(&self, upstream: usize, failure: UpstreamFailure) {
         if let Some((_, s)) = self.upstreams.get(upstream) {
-            s.failures[failure as usize].fetch_add(1, Relaxed);
+            if let Some(count) = s.failures.get(failure as usize) {
+                count.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -140,8 +149,12 @@ impl Metrics {
             return;
         };
         let secs = elapsed.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            s.buckets[i].fetch_add(1, Relaxed);
+        if let Some(bucket) = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .and_then(|i| s.buckets.get(i))
+        {
+            bucket.fetch_add(1, Relaxed);
         }
         s.latency_sum_ns.fetch_add(
             u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
@@ -166,13 +179,11 @@ impl Metrics {
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP dns_requests_total DNS requests by query type and outcome.\n");
         out.push_str("# TYPE dns_requests_total counter\n");
-        for (t, row) in self.requests.iter().enumerate() {
-            for (o, count) in row.iter().enumerate() {
+        for (qtype, row) in QTYPES.iter().zip(&self.requests) {
+            for (outcome, count) in OUTCOMES.iter().zip(row) {
                 let _ = writeln!(
                     out,
-                    "dns_requests_total{{qtype=\"{}\",outcome=\"{}\"}} {}",
-                    QTYPES[t],
-                    OUTCOMES[o],
+                    "dns_requests_total{{qtype=\"{qtype}\",outcome=\"{outcome}\"}} {}",
                     count.load(Relaxed)
                 );
             }
@@ -202,11 +213,11 @@ impl Metrics {
         );
         out.push_str("# TYPE dns_upstream_failures_total counter\n");
         for (addr, s) in &self.upstreams {
-            for (i, reason) in FAILURES.iter().enumerate() {
+            for (reason, count) in FAILURES.iter().zip(&s.failures) {
                 let _ = writeln!(
                     out,
                     "dns_upstream_failures_total{{upstream=\"{addr}\",reason=\"{reason}\"}} {}",
-                    s.failures[i].load(Relaxed)
+                    count.load(Relaxed)
                 );
             }
         }
@@ -216,8 +227,8 @@ impl Metrics {
         out.push_str("# TYPE dns_upstream_request_duration_seconds histogram\n");
         for (addr, s) in &self.upstreams {
             let mut cumulative = 0;
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                cumulative += s.buckets[i].load(Relaxed);
+            for (bound, bucket) in BUCKETS.iter().zip(&s.buckets) {
+                cumulative += bucket.load(Relaxed);
                 let _ = writeln!(
                     out,
                     "dns_upstream_request_duration_seconds_bucket{{upstream=\"{addr}\",le=\"{bound}\"}} {cumulative}"

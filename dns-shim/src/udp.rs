@@ -129,11 +129,13 @@ pub async fn serve(socket: UdpSocket, handler: Arc<Handler>) {
         if src.port() == 0 || n < HEADER_LEN {
             continue;
         }
-        let packet = &buf[..n];
+        let Some(packet) = buf.get(..n) else {
+            continue;
+        };
         let request = match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
             Ok(request) => request,
             Err(_) => {
-                if packet[2] & 0x80 == 0 {
+                if packet.get(2).is_some_and(|flags| flags & 0x80 == 0) {
                     let _ = socket.send_to(&formerr(packet), src).await;
                 }
                 continue;
@@ -171,9 +173,11 @@ pub async fn serve(socket: UdpSocket, handler: Arc<Handler>) {
 /// and RD of the query, no sections.
 fn formerr(query: &[u8]) -> [u8; HEADER_LEN] {
     let mut out = [0u8; HEADER_LEN];
-    out[..2].copy_from_slice(&query[..2]);
-    out[2] = 0x80 | (query[2] & 0x79);
-    out[3] = 0x01;
+    if let ([id0, id1, flags, ..], [o0, o1, o2, o3, ..]) = (query, &mut out) {
+        (*o0, *o1) = (*id0, *id1);
+        *o2 = 0x80 | (flags & 0x79);
+        *o3 = 0x01;
+    }
     out
 }
 

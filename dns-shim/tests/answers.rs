@@ -1,5 +1,12 @@
 //! Every answer class, asked with dig over UDP and TCP of the real binary, with a real unbound
 //! as the upstream.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

@@ -1,4 +1,11 @@
 //! Malformed input never takes the shim down: garbage datagrams, broken TCP frames.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

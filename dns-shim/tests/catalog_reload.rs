@@ -1,5 +1,12 @@
 //! The catalog as it changes under a running shim: new files, broken files, the Kubernetes
 //! `..data` symlink swap, and the start before the first good load.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

@@ -2,6 +2,13 @@
 //! points the pod's resolver at itself, waits for its first list before the app starts, has
 //! the RBAC its watch needs, and runs as written (its arguments, against the API-compatible
 //! test server).
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

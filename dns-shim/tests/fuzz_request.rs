@@ -2,6 +2,13 @@
 //! handler answers or drops without panicking, and every answer it sends can be decoded. The
 //! upstream is an echo server that returns each query with the QR bit set, so the relay path
 //! also parses arbitrary upstream bytes.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,5 +1,12 @@
 //! dns-shim with `--kubernetes` against the API-compatible test server: answers follow the
 //! ServiceEntries in the API, and the shim is unready until the first list is in.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

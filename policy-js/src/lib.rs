@@ -2,10 +2,6 @@
 //! plain values, for Node and the browser. The logic lives in plain Rust functions
 //! ([`validate`], [`next_free_address`]) tested natively; [`bindings`] only converts between
 //! them and JavaScript values.
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
 
 pub mod bindings;
 pub mod input;

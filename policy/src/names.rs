@@ -304,6 +304,28 @@ pub fn few<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     }
 }
 
+/// The smallest few of `names` in order and how many more, in one pass over any number of
+/// names (no sort of them all): `a, b, c, d, e and 3995 more`, or `none`.
+pub fn few_smallest<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    const SHOWN: usize = 5;
+    let mut smallest: Vec<&str> = Vec::with_capacity(SHOWN + 1);
+    let mut count = 0usize;
+    for name in names {
+        count += 1;
+        let at = smallest.partition_point(|n| *n < name);
+        if at < SHOWN {
+            smallest.insert(at, name);
+            smallest.truncate(SHOWN);
+        }
+    }
+    let more = count - smallest.len();
+    let mut text = few(smallest);
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +451,17 @@ mod tests {
         assert_eq!(strip_domain_suffix("aਫ਼bal", "global"), None);
         assert_eq!(strip_domain_suffix("ਫ਼.global", "global"), Some("ਫ਼"));
         assert_eq!(strip_domain_suffix("ਫ਼global", "global"), None);
+    }
+
+    #[test]
+    fn few_smallest_picks_in_order_without_sorting_all() {
+        let many: Vec<String> = (0..4000).rev().map(|i| format!("p{i:04}")).collect();
+        assert_eq!(
+            few_smallest(many.iter().map(String::as_str)),
+            "p0000, p0001, p0002, p0003, p0004 and 3995 more"
+        );
+        assert_eq!(few_smallest(["b", "a"]), "a, b");
+        assert_eq!(few_smallest([]), "none");
     }
 
     #[test]

@@ -279,10 +279,10 @@ fn is_under(lower: &str, suffix: &str) -> bool {
 /// `name` in lowercase ASCII in `buf`, or `None` when it is too long or not ASCII.
 fn lowercase<'b>(name: &str, buf: &'b mut [u8; MAX_NAME_LEN]) -> Option<&'b str> {
     let bytes = name.as_bytes();
-    if bytes.len() > MAX_NAME_LEN || !name.is_ascii() {
+    if !name.is_ascii() {
         return None;
     }
-    let out = &mut buf[..bytes.len()];
+    let out = buf.get_mut(..bytes.len())?;
     out.copy_from_slice(bytes);
     out.make_ascii_lowercase();
     std::str::from_utf8(out).ok()

@@ -1,4 +1,11 @@
 //! Property tests: the parser and the rules return findings or errors for any input, never panic.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use policy::{check_set, find_duplicates, parse_str, AddressIndex, Options};
 use proptest::prelude::*;

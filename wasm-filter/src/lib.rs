@@ -2,10 +2,6 @@
 //! malformed `.global` hosts, undeclared ports and unknown cluster subsets itself, and sets the
 //! cluster routing header. The decisions live in `policy::authority`; this crate only talks to
 //! the host.
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
 
 pub mod config;
 pub mod metrics;

@@ -5,16 +5,6 @@ use policy::authority::Reason;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
-/// Counter names, in the order of [`Outcome::index`].
-pub const NAMES: [&str; 6] = [
-    "global_guard_passed",
-    "global_guard_allowed",
-    "global_guard_rejected_malformed_host",
-    "global_guard_rejected_unknown_host",
-    "global_guard_rejected_unknown_port",
-    "global_guard_rejected_unknown_cluster",
-];
-
 /// What became of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -25,40 +15,52 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn index(self) -> usize {
-        match self {
-            Outcome::Passed => 0,
-            Outcome::Allowed => 1,
-            Outcome::Rejected(Reason::MalformedHost) => 2,
-            Outcome::Rejected(Reason::UnknownHost) => 3,
-            Outcome::Rejected(Reason::UnknownPort) => 4,
-            Outcome::Rejected(Reason::UnknownCluster) => 5,
-        }
-    }
+    /// Every outcome, each with a counter of its own.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Passed,
+        Outcome::Allowed,
+        Outcome::Rejected(Reason::MalformedHost),
+        Outcome::Rejected(Reason::UnknownHost),
+        Outcome::Rejected(Reason::UnknownPort),
+        Outcome::Rejected(Reason::UnknownCluster),
+    ];
 
     pub fn counter_name(self) -> &'static str {
-        NAMES[self.index()]
+        match self {
+            Outcome::Passed => "global_guard_passed",
+            Outcome::Allowed => "global_guard_allowed",
+            Outcome::Rejected(Reason::MalformedHost) => "global_guard_rejected_malformed_host",
+            Outcome::Rejected(Reason::UnknownHost) => "global_guard_rejected_unknown_host",
+            Outcome::Rejected(Reason::UnknownPort) => "global_guard_rejected_unknown_port",
+            Outcome::Rejected(Reason::UnknownCluster) => "global_guard_rejected_unknown_cluster",
+        }
     }
 }
 
-/// Counter ids of one VM.
+/// Counter ids of one VM, in the order of [`Outcome::ALL`].
 #[derive(Debug, Clone, Copy)]
 pub struct Metrics {
-    ids: [u32; NAMES.len()],
+    ids: [u32; Outcome::ALL.len()],
 }
 
 impl Metrics {
     pub fn define() -> Result<Self, Status> {
-        let mut ids = [0; NAMES.len()];
-        for (id, name) in ids.iter_mut().zip(NAMES) {
-            *id = hostcalls::define_metric(MetricType::Counter, name)?;
+        let mut ids = [0; Outcome::ALL.len()];
+        for (id, outcome) in ids.iter_mut().zip(Outcome::ALL) {
+            *id = hostcalls::define_metric(MetricType::Counter, outcome.counter_name())?;
         }
         Ok(Self { ids })
     }
 
     pub fn increment(&self, outcome: Outcome) {
+        let id = Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .and_then(|i| self.ids.get(i));
         // A counter that cannot be bumped must not fail the request.
-        let _ = hostcalls::increment_metric(self.ids[outcome.index()], 1);
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
     }
 }
 
@@ -82,6 +84,6 @@ mod tests {
         }
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), NAMES.len());
+        assert_eq!(names.len(), Outcome::ALL.len());
     }
 }

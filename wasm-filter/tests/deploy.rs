@@ -1,4 +1,11 @@
 //! The Istio manifests in deploy/wasm-filter carry a configuration the filter accepts.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::fs;
 

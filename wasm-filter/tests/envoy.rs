@@ -1,4 +1,11 @@
 //! global_guard inside a real Envoy (V8 runtime), driven with curl over HTTP/1.1 and HTTP/2.
+// Test code: a failing unwrap is a failing test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

@@ -2,15 +2,13 @@
 //! the domain suffix: host form, VIPs, and endpoints that point at the remote gateway. These
 //! are globalmesh's own and stricter than Istio's.
 
-use std::collections::HashSet;
-
 use ipnet::IpNet;
 
 use crate::finding::{Findings, Rule};
 use crate::model::{Location, Resolution, ServiceEntry};
 use crate::names::{service_host_parts, Plain, Shown};
 use crate::options::Options;
-use crate::rules::istio::{declared_list, parse_address};
+use crate::rules::istio::{parse_address, DeclaredPorts};
 
 /// Whether any host of the entry lies under the domain suffix.
 pub fn is_global(se: &ServiceEntry, options: &Options) -> bool {
@@ -98,11 +96,7 @@ fn ranges_text(ranges: &[IpNet]) -> String {
 
 fn endpoints(se: &ServiceEntry, options: &Options, out: &mut Findings) {
     let spec = &se.spec;
-    let declared: HashSet<&str> = spec
-        .ports
-        .iter()
-        .filter_map(|p| p.name.as_deref())
-        .collect();
+    let declared = DeclaredPorts::of(spec);
     // Istio's rules check endpoint port names under STATIC and DNS resolution already.
     let istio_checks_names = matches!(
         Resolution::parse(spec.resolution.as_deref()),
@@ -138,7 +132,7 @@ fn endpoints(se: &ServiceEntry, options: &Options, out: &mut Findings) {
                     format_args!(
                         "endpoint port {} is not a port declared in spec.ports (declared: {})",
                         Shown(name),
-                        declared_list(&declared)
+                        declared
                     ),
                 );
             }

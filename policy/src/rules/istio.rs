@@ -6,6 +6,7 @@
 //!
 //! The messages are globalmesh's: each names the field's value, where Istio's sometimes do not.
 
+use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -15,7 +16,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use crate::finding::{Findings, Rule};
 use crate::model::{Location, Resolution, ServiceEntry, ServiceEntrySpec, WorkloadEntry};
 use crate::names::{
-    check_fqdn, check_istio_label_key, check_wildcard_domain, few, is_istio_label,
+    check_fqdn, check_istio_label_key, check_wildcard_domain, few_smallest, is_istio_label,
     is_istio_label_value, is_partial_wildcard, Plain, Shown,
 };
 
@@ -398,18 +399,42 @@ fn ports(se: &ServiceEntry, resolution: Option<Resolution>, out: &mut Findings) 
     }
 }
 
-fn declared_ports(spec: &ServiceEntrySpec) -> HashSet<&str> {
-    spec.ports
-        .iter()
-        .filter_map(|p| p.name.as_deref())
-        .collect()
+/// The port names an entry declares, and the text naming a few of them in messages, made at
+/// most once per entry however many findings show it.
+pub(crate) struct DeclaredPorts<'a> {
+    names: HashSet<&'a str>,
+    text: OnceCell<String>,
 }
 
-/// At most a handful of the declared port names, sorted, for messages.
-pub(crate) fn declared_list(declared: &HashSet<&str>) -> String {
-    let mut names: Vec<&str> = declared.iter().copied().collect();
-    names.sort_unstable();
-    few(names)
+impl<'a> DeclaredPorts<'a> {
+    pub(crate) fn of(spec: &'a ServiceEntrySpec) -> Self {
+        Self {
+            names: spec
+                .ports
+                .iter()
+                .filter_map(|p| p.name.as_deref())
+                .collect(),
+            text: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+impl fmt::Display for DeclaredPorts<'_> {
+    /// The smallest few names in order, and how many more: `http1, http2 and 3998 more`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            self.text
+                .get_or_init(|| few_smallest(self.names.iter().copied())),
+        )
+    }
 }
 
 fn resolution_none(spec: &ServiceEntrySpec, out: &mut Findings) {
@@ -430,14 +455,14 @@ fn resolution_none(spec: &ServiceEntrySpec, out: &mut Findings) {
 }
 
 fn resolution_static(spec: &ServiceEntrySpec, out: &mut Findings) {
-    let declared = declared_ports(spec);
+    let declared = DeclaredPorts::of(spec);
     for (i, ep) in spec.endpoints().iter().enumerate() {
         static_endpoint(ep, &declared, i, out);
     }
 }
 
 /// `validateWorkloadEntry` for an endpoint of a STATIC entry.
-fn static_endpoint(ep: &WorkloadEntry, declared: &HashSet<&str>, i: usize, out: &mut Findings) {
+fn static_endpoint(ep: &WorkloadEntry, declared: &DeclaredPorts, i: usize, out: &mut Findings) {
     let address = ep.address.as_deref().unwrap_or("");
     if address.is_empty() {
         match ep.network.as_deref().filter(|n| !n.is_empty()) {
@@ -508,7 +533,7 @@ fn static_endpoint(ep: &WorkloadEntry, declared: &HashSet<&str>, i: usize, out: 
     }
 }
 
-fn endpoint_ports(ep: &WorkloadEntry, declared: &HashSet<&str>, i: usize, out: &mut Findings) {
+fn endpoint_ports(ep: &WorkloadEntry, declared: &DeclaredPorts, i: usize, out: &mut Findings) {
     let Some(ports) = &ep.ports else {
         return;
     };
@@ -520,7 +545,7 @@ fn endpoint_ports(ep: &WorkloadEntry, declared: &HashSet<&str>, i: usize, out: &
                 format_args!(
                     "endpoint port {} is not a port declared in spec.ports (declared: {})",
                     Shown(name),
-                    declared_list(declared)
+                    declared
                 ),
             );
         }
@@ -597,7 +622,7 @@ fn resolution_dns(spec: &ServiceEntrySpec, out: &mut Findings) {
             ),
         );
     }
-    let declared = declared_ports(spec);
+    let declared = DeclaredPorts::of(spec);
     for (i, ep) in endpoints.iter().enumerate() {
         let address = ep.address.as_deref().unwrap_or("");
         if parse_ip(address).is_none() {

@@ -25,6 +25,13 @@
 //! [`send_garbage`](FakeApiServer::send_garbage) and [`break_lists`](FakeApiServer::break_lists) make
 //! the situations a client must survive; [`requests`](FakeApiServer::requests) tells what it
 //! asked.
+// Test support: a failing unwrap fails the test that uses it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
