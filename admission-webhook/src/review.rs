@@ -220,64 +220,6 @@ pub fn respond(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
     serde_json::to_vec(&review).unwrap_or_else(|_| b"{}".to_vec())
 }
 
-/// An AdmissionReview for a namespaced ServiceEntry, built field by field as kube-apiserver
-/// builds it (`object` null on DELETE, `oldObject` null on CREATE, the operation's options),
-/// for tests, demos and load tests that stand in for the API server.
-pub fn api_server_review(
-    api_version: &str,
-    uid: &str,
-    operation: Operation,
-    object: Option<&Value>,
-    old_object: Option<&Value>,
-    dry_run: bool,
-) -> Value {
-    let meta = object.or(old_object).map(|o| &o["metadata"]);
-    let field = |name: &str| {
-        meta.and_then(|m| m[name].as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    let options = match operation {
-        Operation::Create => {
-            serde_json::json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply", "fieldValidation": "Strict"})
-        }
-        Operation::Update => {
-            serde_json::json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply", "fieldValidation": "Strict"})
-        }
-        Operation::Delete => {
-            serde_json::json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1", "propagationPolicy": "Background"})
-        }
-        Operation::Connect => Value::Null,
-    };
-    let version = object
-        .or(old_object)
-        .and_then(|o| o["apiVersion"].as_str())
-        .and_then(|v| v.split_once('/'))
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_else(|| "v1".to_string());
-    let gvk = serde_json::json!({"group": "networking.istio.io", "version": version, "kind": "ServiceEntry"});
-    let gvr = serde_json::json!({"group": "networking.istio.io", "version": version, "resource": "serviceentries"});
-    serde_json::json!({
-        "kind": KIND,
-        "apiVersion": api_version,
-        "request": {
-            "uid": uid,
-            "kind": gvk,
-            "resource": gvr,
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "name": field("name"),
-            "namespace": field("namespace"),
-            "operation": operation.as_str(),
-            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
-            "object": object,
-            "oldObject": old_object,
-            "dryRun": dry_run,
-            "options": options
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,10 +227,10 @@ mod tests {
     #[test]
     fn api_server_review_round_trips_through_the_parser() {
         let object = serde_json::json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "ServiceEntry", "metadata": {"name": "a", "namespace": "foo"}});
-        let review = api_server_review(
+        let review = fake_apiserver::admission::review(
             "admission.k8s.io/v1",
             "u1",
-            Operation::Delete,
+            fake_apiserver::admission::Operation::Delete,
             None,
             Some(&object),
             false,

@@ -319,7 +319,10 @@ pub fn acceptor(
         }
         Err(e) => {
             reload_app.metrics.certificate_reload_errors.inc();
-            tracing::warn!(error = %e, "serving certificate not reloaded; keeping the old pair");
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "serving certificate not reloaded; keeping the old pair"
+            );
         }
     })?;
     Ok((TlsAcceptor::from(Arc::new(server)), handle))

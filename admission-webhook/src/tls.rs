@@ -1,7 +1,6 @@
 //! TLS for the webhook: 1.2 and 1.3 only, an optional client CA, and a serving certificate that
 //! is reloaded when its files change. A bad new pair keeps the old one in service.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -12,35 +11,51 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+/// The error a TLS file or setting failed with, kept as the [`TlsError`]'s source.
+type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{}: {message}", path.display())]
-    File { path: PathBuf, message: String },
+    #[error("{}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: Cause,
+    },
     #[error("{}: no certificate found (expected PEM \"CERTIFICATE\" blocks)", .0.display())]
     NoCertificate(PathBuf),
     #[error("{} and {}: the private key does not match the certificate", cert.display(), key.display())]
     Mismatch { cert: PathBuf, key: PathBuf },
-    #[error("client CA {}: {message}", path.display())]
-    ClientCa { path: PathBuf, message: String },
-    #[error("building the TLS configuration: {0}")]
-    Config(String),
+    #[error("client CA {}", path.display())]
+    ClientCa {
+        path: PathBuf,
+        #[source]
+        source: Cause,
+    },
+    #[error("client CA {}: no certificate found", .0.display())]
+    NoClientCa(PathBuf),
+    #[error("building the TLS configuration")]
+    Config(#[source] rustls::Error),
 }
 
 /// Reads a PEM certificate chain and private key into a signing key for rustls.
 pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let file_error = |path: &Path, e: &dyn fmt::Display| TlsError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
+    fn file_error(path: &Path) -> impl Fn(Cause) -> TlsError + '_ {
+        move |source| TlsError::File {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| file_error(cert, &e))?
+        .map_err(|e| file_error(cert)(e.into()))?
         .collect::<Result<_, _>>()
-        .map_err(|e| file_error(cert, &e))?;
+        .map_err(|e| file_error(cert)(e.into()))?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate(cert.to_path_buf()));
     }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, &e))?;
-    let signer = provider::sign::any_supported_type(&private).map_err(|e| file_error(key, &e))?;
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key)(e.into()))?;
+    let signer =
+        provider::sign::any_supported_type(&private).map_err(|e| file_error(key)(e.into()))?;
     let certified = CertifiedKey::new(chain, signer);
     certified.keys_match().map_err(|_| TlsError::Mismatch {
         cert: cert.to_path_buf(),
@@ -99,25 +114,25 @@ pub fn server_config(
     let provider = Arc::new(provider::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .map_err(TlsError::Config)?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
-            let ca_error = |message: String| TlsError::ClientCa {
+            let ca_error = |source: Cause| TlsError::ClientCa {
                 path: path.to_path_buf(),
-                message,
+                source,
             };
             let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
-                let cert = cert.map_err(|e| ca_error(e.to_string()))?;
-                roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.into()))? {
+                let cert = cert.map_err(|e| ca_error(e.into()))?;
+                roots.add(cert).map_err(|e| ca_error(e.into()))?;
             }
             if roots.is_empty() {
-                return Err(ca_error("no certificate found".into()));
+                return Err(TlsError::NoClientCa(path.to_path_buf()));
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .map_err(|e| ca_error(e.to_string()))?;
+                .map_err(|e| ca_error(e.into()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };

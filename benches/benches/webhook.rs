@@ -12,8 +12,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use admission_webhook::catalog::Catalog;
-use admission_webhook::review::{self, api_server_review, Operation};
+use admission_webhook::review;
 use criterion::{criterion_group, criterion_main, Criterion};
+use fake_apiserver::admission::{review as api_server_review, Operation};
 use policy::Options;
 
 fn review_against_10k(c: &mut Criterion) {

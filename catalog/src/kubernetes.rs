@@ -84,22 +84,84 @@ impl Flags {
     }
 }
 
+/// Why the Kubernetes API cannot be used. Each variant keeps the error it comes from as its
+/// [`source`](std::error::Error::source), so a caller can tell an answer of the API server
+/// ([`KubeError::status`]: 401, 403, 404, 5xx) from a connection that failed;
+/// [`KubeError::chain`] writes the error and its causes on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    #[error("kubeconfig {}: {error}", path.display())]
-    Kubeconfig { path: PathBuf, error: String },
-    #[error(
-        "no Kubernetes configuration found (not in a pod, no KUBECONFIG, no ~/.kube/config): {0}"
-    )]
-    NoConfig(String),
-    #[error("Kubernetes client for {server}: {error}")]
-    Client { server: String, error: String },
-    #[error("API discovery at {server}: {error}")]
-    Discovery { server: String, error: String },
+    #[error("kubeconfig {}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no Kubernetes configuration found (not in a pod, no KUBECONFIG, no ~/.kube/config)")]
+    NoConfig(#[source] kube::config::InferConfigError),
+    #[error("Kubernetes client for {server}")]
+    Client {
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("API discovery at {server} ({what})")]
+    Discovery {
+        server: String,
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{server} serves no ServiceEntries: the {GROUP} group (v1, v1beta1 or v1alpha3) is not installed; install Istio's CRDs first")]
     NotServed { server: String },
-    #[error("listing ServiceEntries at {server}: {error}")]
-    List { server: String, error: String },
+    #[error("listing ServiceEntries at {server}")]
+    List {
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl KubeError {
+    /// The HTTP status of the API server's answer, when the error is one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            KubeError::Client { source, .. }
+            | KubeError::Discovery { source, .. }
+            | KubeError::List { source, .. } => api_status(source),
+            KubeError::Kubeconfig { .. } | KubeError::NoConfig(_) | KubeError::NotServed { .. } => {
+                None
+            }
+        }
+    }
+
+    /// The error and its causes, joined by `: `.
+    pub fn chain(&self) -> String {
+        chain(self)
+    }
+}
+
+/// An error and its causes on one line, `outer: inner: innermost`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their cause in their own text.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The HTTP status code of an answer of the API server.
+pub fn api_status(error: &kube::Error) -> Option<u16> {
+    match error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
 }
 
 /// Something the source ran into and will get over by itself; for logs and metrics.
@@ -154,9 +216,9 @@ impl Source {
     pub async fn connect(settings: &Settings) -> Result<Self, KubeError> {
         let config = load_config(settings.kubeconfig.as_deref()).await?;
         let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|e| KubeError::Client {
+        let client = Client::try_from(config).map_err(|source| KubeError::Client {
             server: server.clone(),
-            error: e.to_string(),
+            source,
         })?;
         let version = served_version(&client, &server).await?;
         let resource = ApiResource {
@@ -199,9 +261,9 @@ impl Source {
         let mut params = ListParams::default().limit(self.page_size);
         let mut out = Vec::new();
         loop {
-            let page = api.list(&params).await.map_err(|e| KubeError::List {
+            let page = api.list(&params).await.map_err(|source| KubeError::List {
                 server: self.server.clone(),
-                error: e.to_string(),
+                source,
             })?;
             out.extend(page.items.into_iter().map(|o| self.entry(o)));
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -325,7 +387,7 @@ impl Source {
                 return Step::Gone;
             }
             Err(e) => {
-                sink.trouble(Trouble::Api(&e.to_string()));
+                sink.trouble(Trouble::Api(&chain(&e)));
                 return Step::Failed;
             }
         }
@@ -395,7 +457,7 @@ pub async fn run(settings: Settings, mut sink: impl Sink) {
                 tracing::info!(server = source.server(), api_version = source.api_version(), namespace = ?settings.namespace, "watching ServiceEntries");
                 source.follow(&mut sink).await;
             }
-            Err(e) => sink.trouble(Trouble::Api(&e.to_string())),
+            Err(e) => sink.trouble(Trouble::Api(&e.chain())),
         }
         // Connecting failed, or the version in use went away: wait before asking again.
         tokio::time::sleep(backoff.delay()).await;
@@ -481,31 +543,30 @@ fn key_of(object: &DynamicObject) -> ObjectKey {
 async fn load_config(path: Option<&Path>) -> Result<Config, KubeError> {
     match path {
         Some(path) => {
-            let err = |error: String| KubeError::Kubeconfig {
+            let err = |source| KubeError::Kubeconfig {
                 path: path.to_path_buf(),
-                error,
+                source,
             };
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+            let kubeconfig = Kubeconfig::read_from(path).map_err(err)?;
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                 .await
-                .map_err(|e| err(e.to_string()))
+                .map_err(err)
         }
-        None => Config::infer()
-            .await
-            .map_err(|e| KubeError::NoConfig(e.to_string())),
+        None => Config::infer().await.map_err(KubeError::NoConfig),
     }
 }
 
 /// The most preferred ServiceEntry version that the API server serves.
 async fn served_version(client: &Client, server: &str) -> Result<&'static str, KubeError> {
-    let discovery = |error: String| KubeError::Discovery {
+    let discovery = |what: String, source| KubeError::Discovery {
         server: server.to_string(),
-        error,
+        what,
+        source,
     };
     let groups = client
         .list_api_groups()
         .await
-        .map_err(|e| discovery(e.to_string()))?;
+        .map_err(|e| discovery("/apis".to_string(), e))?;
     let Some(group) = groups.groups.iter().find(|g| g.name == GROUP) else {
         return Err(KubeError::NotServed {
             server: server.to_string(),
@@ -526,7 +587,7 @@ async fn served_version(client: &Client, server: &str) -> Result<&'static str, K
                 return Ok(version)
             }
             Ok(_) => {}
-            Err(e) => failure = Some(discovery(format!("{GROUP}/{version}: {e}"))),
+            Err(e) => failure = Some(discovery(format!("{GROUP}/{version}"), e)),
         }
     }
     Err(failure.unwrap_or_else(|| KubeError::NotServed {

@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use admission_webhook::review::{api_server_review, Operation};
+use fake_apiserver::admission::{review as api_server_review, Operation};
 use policy::{Options, ServiceEntry};
 use serde_json::Value;
 

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use admission_webhook::review::{api_server_review, Operation};
+use fake_apiserver::admission::{self, Operation};
 use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_admission-webhook");
@@ -336,8 +336,14 @@ pub fn review(
     old_object: Option<Value>,
     dry_run: bool,
 ) -> Value {
-    let operation: Operation = serde_json::from_value(json!(operation)).unwrap();
-    api_server_review(
+    let operation = match operation {
+        "CREATE" => Operation::Create,
+        "UPDATE" => Operation::Update,
+        "DELETE" => Operation::Delete,
+        "CONNECT" => Operation::Connect,
+        other => panic!("no operation {other}"),
+    };
+    admission::review(
         api_version,
         uid,
         operation,

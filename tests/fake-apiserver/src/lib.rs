@@ -33,6 +33,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod admission;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
