@@ -107,6 +107,9 @@ impl Protocol {
 /// Parses an IP address as Go's `netip.ParseAddr` does: IPv4 without leading zeros, IPv6 in
 /// any form, IPv6 with a zone (`fe80::1%eth0`, the zone dropped).
 pub fn parse_ip(text: &str) -> Option<IpAddr> {
+    if !text.as_bytes().contains(&b'%') {
+        return text.parse().ok();
+    }
     match text.split_once('%') {
         Some((address, zone)) if !zone.is_empty() => {
             address.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
@@ -119,6 +122,10 @@ pub fn parse_ip(text: &str) -> Option<IpAddr> {
 /// Parses an address as Istio does (`agent.ValidateIPSubnet`): with exactly one `/` a CIDR
 /// block (host bits allowed, a prefix length of plain digits), otherwise an IP.
 pub fn parse_address(address: &str) -> Option<IpNet> {
+    // Most addresses are plain IPs: no search for a separator through the str machinery.
+    if !address.as_bytes().iter().any(|b| matches!(b, b'/' | b'%')) {
+        return address.parse::<IpAddr>().ok().map(IpNet::from);
+    }
     let mut parts = address.split('/');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(ip), Some(length), None) => {
