@@ -183,18 +183,61 @@ pub fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
 /// Reads every ServiceEntry under `path` (a file or a directory). The first unreadable or
 /// unparseable file ends the load with an error naming it.
 pub fn load_path(path: &Path) -> Result<Vec<Loaded>, LoadError> {
-    let mut out = Vec::new();
-    for file in files(path)? {
-        out.extend(load_file(&file)?);
-    }
-    Ok(out)
+    load_paths(&[path])
 }
 
-/// [`load_path`] over several paths, in order.
+/// [`load_path`] over several paths: the entries in order of the paths, then of the files
+/// under each, then of the documents in each. Files are parsed on as many threads as the
+/// machine has cores (at most one per file); the error reported is that of the first bad file
+/// in that order, whichever thread met it first.
 pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Loaded>, LoadError> {
-    let mut out = Vec::new();
+    let mut all = Vec::new();
     for path in paths {
-        out.extend(load_path(path.as_ref())?);
+        all.extend(files(path.as_ref())?);
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(all.len());
+    if threads <= 1 {
+        let mut out = Vec::new();
+        for file in &all {
+            out.extend(load_file(file)?);
+        }
+        return Ok(out);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Result<Vec<Loaded>, LoadError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(file) = all.get(i) else { break };
+                        done.push((i, load_file(file)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap_or_default())
+            .collect()
+    });
+    if results.len() != all.len() {
+        // A worker panicked: read what it left on this thread.
+        let seen: HashSet<usize> = results.iter().map(|(i, _)| *i).collect();
+        for (i, file) in all.iter().enumerate() {
+            if !seen.contains(&i) {
+                results.push((i, load_file(file)));
+            }
+        }
+    }
+    results.sort_unstable_by_key(|(i, _)| *i);
+    let mut out = Vec::new();
+    for (_, loaded) in results {
+        out.extend(loaded?);
     }
     Ok(out)
 }
@@ -255,6 +298,35 @@ mod tests {
             text.contains("zbad.yaml") && text.contains("line"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn many_files_load_in_order_and_the_first_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            let docs: Vec<String> = (0..5)
+                .map(|j| SE.replace("NAME", &format!("e{i:02}x{j}")))
+                .collect();
+            write(dir.path(), &format!("f{i:02}.yaml"), &docs.join("---\n"));
+        }
+        let loaded = load_path(dir.path()).unwrap();
+        let names: Vec<String> = loaded
+            .iter()
+            .map(|l| l.entry.as_ref().unwrap().key().name)
+            .collect();
+        let expected: Vec<String> = (0..40)
+            .flat_map(|i| (0..5).map(move |j| format!("e{i:02}x{j}")))
+            .collect();
+        assert_eq!(names, expected);
+        assert_eq!(loaded[7].document, 3);
+        // Two bad files: the first in order is named, whichever is read first.
+        write(dir.path(), "f05.yaml", "spec: [\n");
+        let second = write(dir.path(), "f30.yaml", "spec: [\n");
+        for _ in 0..5 {
+            let err = load_path(dir.path()).unwrap_err();
+            assert!(err.path().ends_with("f05.yaml"), "{err}");
+        }
+        assert!(second.exists());
     }
 
     #[test]
