@@ -214,12 +214,7 @@ impl std::fmt::Debug for Source {
 impl Source {
     /// Builds the client and asks the API server which ServiceEntry version it serves.
     pub async fn connect(settings: &Settings) -> Result<Self, KubeError> {
-        let config = load_config(settings.kubeconfig.as_deref()).await?;
-        let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|source| KubeError::Client {
-            server: server.clone(),
-            source,
-        })?;
+        let (client, server) = client(settings).await?;
         let version = served_version(&client, &server).await?;
         let resource = ApiResource {
             group: GROUP.to_string(),
@@ -538,6 +533,17 @@ fn key_of(object: &DynamicObject) -> ObjectKey {
         meta.name.as_deref(),
         meta.generate_name.as_deref(),
     )
+}
+
+/// A client for the API server that `settings` name, and the server's address.
+pub async fn client(settings: &Settings) -> Result<(Client, String), KubeError> {
+    let config = load_config(settings.kubeconfig.as_deref()).await?;
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|source| KubeError::Client {
+        server: server.clone(),
+        source,
+    })?;
+    Ok((client, server))
 }
 
 async fn load_config(path: Option<&Path>) -> Result<Config, KubeError> {

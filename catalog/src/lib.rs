@@ -8,6 +8,8 @@
 
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+#[cfg(feature = "kubernetes")]
+pub mod lease;
 pub mod watch;
 
 /// Where a server takes the cluster's ServiceEntries from.

@@ -34,6 +34,9 @@
 )]
 
 pub mod admission;
+mod resources;
+
+pub use resources::{now_rfc3339, Kind, ADDRESS_CLAIMS, HOST_CLAIMS, LEASES};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -64,6 +67,7 @@ type Objects = BTreeMap<Key, Value>;
 /// One request the server answered.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub method: String,
     pub path: String,
     pub query: BTreeMap<String, String>,
 }
@@ -112,6 +116,11 @@ struct Store {
     open_watches: usize,
     uid: u64,
     log: Vec<Request>,
+    /// Objects of the other kinds ([`resources`]), and their watch events.
+    others: BTreeMap<resources::Key, Value>,
+    other_events: Vec<resources::Event>,
+    /// Names handed out for `generateName`.
+    names: u64,
 }
 
 struct Shared {
@@ -172,6 +181,9 @@ impl FakeApiServer {
             open_watches: 0,
             uid: 0,
             log: Vec::new(),
+            others: BTreeMap::new(),
+            other_events: Vec::new(),
+            names: 0,
         };
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
@@ -347,6 +359,12 @@ impl FakeApiServer {
         self.shared.lock().open_watches
     }
 
+    /// The stored objects of one of the other kinds, by `(namespace, name)` (the namespace is
+    /// empty for cluster-scoped kinds), as served.
+    pub fn objects(&self, kind: Kind) -> BTreeMap<(String, String), Value> {
+        resources::objects(&self.shared.lock(), kind)
+    }
+
     /// Every request answered so far, oldest first.
     pub fn requests(&self) -> Vec<Request> {
         self.shared.lock().log.clone()
@@ -427,7 +445,25 @@ impl Store {
     fn compact_to(&mut self, rv: u64) {
         self.oldest = rv;
         self.events.retain(|e| e.rv > rv);
+        self.other_events.retain(|e| e.rv > rv);
         self.snapshots = self.snapshots.split_off(&rv);
+    }
+
+    /// A write of another kind: the ServiceEntries at `rv` are those of the revision before.
+    fn commit_other(&mut self, rv: u64, kind: &'static str, key: resources::Key, object: Value) {
+        let previous = self
+            .snapshots
+            .get(&self.rv)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(self.objects.clone()));
+        self.rv = rv;
+        self.snapshots.insert(rv, previous);
+        self.other_events.push(resources::Event {
+            rv,
+            kind,
+            key,
+            object,
+        });
     }
 }
 
@@ -517,7 +553,11 @@ fn error(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     full(code, &status(code, reason, message))
 }
 
+/// Largest request body read; kube-apiserver's limit is 3 MiB for most writes.
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
 async fn handle(req: HttpRequest<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
+    let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query: BTreeMap<String, String> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
@@ -531,19 +571,52 @@ async fn handle(req: HttpRequest<Incoming>, shared: &Arc<Shared>) -> Response<Bo
     if !authorized {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }
-    let request = Request { path, query };
+    let request = Request {
+        method: method.to_string(),
+        path,
+        query,
+    };
     shared.lock().log.push(request.clone());
-    if req.method() != Method::GET {
+    let parts: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    if resources::serves(&parts) {
+        let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    "the request body is too large",
+                )
+            }
+        };
+        return resources::handle(shared, &request, &method, &body, &parts).await;
+    }
+    if method != Method::GET {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         );
     }
-    let parts: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     let versions = shared.lock().versions.clone();
     match parts.as_slice() {
         ["apis"] => full(StatusCode::OK, &group_list(&versions)),
+        ["apis", group] if resources::groups().iter().any(|g| g["name"] == *group) => {
+            let found = resources::groups()
+                .into_iter()
+                .find(|g| g["name"] == *group);
+            let mut found = found.unwrap_or_default();
+            found["kind"] = json!("APIGroup");
+            found["apiVersion"] = json!("v1");
+            full(StatusCode::OK, &found)
+        }
+        ["apis", group, version] if resources::resource_list(group, version).is_some() => full(
+            StatusCode::OK,
+            &resources::resource_list(group, version).unwrap_or_default(),
+        ),
         ["apis", GROUP] if !versions.is_empty() => full(StatusCode::OK, &group(&versions)),
         ["apis", GROUP, version] if versions.iter().any(|v| v == version) => {
             full(StatusCode::OK, &resource_list(version))
@@ -586,6 +659,7 @@ fn group_list(versions: &[String]) -> Value {
     if !versions.is_empty() {
         groups.push(group(versions));
     }
+    groups.extend(resources::groups());
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
