@@ -27,8 +27,8 @@ enum Command {
     /// Exit status: 0 when no errors (warnings allowed), 1 on violations, 2 on unreadable or
     /// unparseable input or bad usage.
     Check(CheckArgs),
-    /// Serve POST /validate over TLS for the Kubernetes API server.
-    Serve(ServeArgs),
+    /// Serve POST /validate and POST /mutate over TLS for the Kubernetes API server.
+    Serve(Box<ServeArgs>),
     /// List addresses held by more than one ServiceEntry (exit 1 when there are any).
     Audit(AuditArgs),
     /// Write a CA (ca.crt) and a serving pair (tls.crt, tls.key) for the webhook's Service.
@@ -57,12 +57,47 @@ struct ServeArgs {
     /// Plain-HTTP address for /healthz, /readyz and /metrics.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
-    /// Seconds a client may take for its TLS handshake, its headers, or its body.
+    /// Seconds a client may take for its TLS handshake, its headers or its body, and that a
+    /// connection may stay idle between requests.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     client_timeout: u64,
+    /// TLS connections served at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds that reviews in flight get to finish after SIGTERM.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    drain_timeout: u64,
+    /// Seconds a claim of a ServiceEntry that is not stored is held (KEP-1880's repair waits
+    /// 60 s); then another may take it and the repair removes it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    claim_grace: u64,
+    /// Claims of unstored ServiceEntries a namespace may hold at once when callers present no
+    /// client certificate (no --client-ca).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_unstored_claims: usize,
+    /// Do not give VIPs to .global ServiceEntries created without addresses (/mutate then
+    /// changes nothing).
+    #[arg(long)]
+    no_allocate: bool,
+    /// Namespace of the repair Lease (with --kubernetes); default: $POD_NAMESPACE, or
+    /// globalmesh.
+    #[arg(long, value_name = "NS")]
+    lease_namespace: Option<String>,
+    /// This replica's name in the Lease; default: $POD_NAME, or the host name.
+    #[arg(long, value_name = "NAME")]
+    identity: Option<String>,
+    /// Seconds the repair Lease lasts without renewal.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    lease_duration: u64,
+    /// Seconds between two repairs of the leader.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    repair_interval: u64,
     #[command(flatten)]
     rules: RuleArgs,
 }
+
+/// The repair Lease's name.
+const LEASE_NAME: &str = "globalmesh-webhook-repair";
 
 #[derive(Debug, Args)]
 struct AuditArgs {
@@ -180,7 +215,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => run_check(args),
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(*args),
         Command::Audit(args) => run_audit(args),
         Command::Certs(args) => run_certs(args),
         Command::Manifests(args) => run_manifests(args),
@@ -196,6 +231,21 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let source = args.source.source();
+    let lease = matches!(source, Source::Kubernetes(_)).then(|| {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "globalmesh".to_string());
+        let identity = args
+            .identity
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("admission-webhook-{}", std::process::id()));
+        (namespace, LEASE_NAME.to_string(), identity)
+    });
     let config = ServeConfig {
         listen: args.listen,
         tls_cert: args.tls_cert,
@@ -204,16 +254,39 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         admin: args.admin,
         options: args.rules.options()?,
         client_timeout: Duration::from_secs(args.client_timeout.max(1)),
+        max_connections: args.max_connections.max(1),
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        claims: server::ClaimSettings {
+            grace: Duration::from_secs(args.claim_grace),
+            max_unstored: args.max_unstored_claims,
+            allocate: !args.no_allocate,
+            lease,
+            lease_duration: Duration::from_secs(args.lease_duration.max(2)),
+            repair_interval: Duration::from_secs(args.repair_interval.max(1)),
+            ..server::ClaimSettings::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        tokio::select! {
-            result = server::run(config, args.source.source()) => result.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        // SIGTERM (a rollout; as PID 1 in a container there is no default action) and SIGINT
+        // both drain and exit 0.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("installing the SIGTERM handler")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+            }
+            let _ = stop.send(true);
+        });
+        server::run(config, source, stopped)
+            .await
+            .map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -31,7 +31,14 @@ pub struct Metrics {
     pub rejected_requests: Family<StatusLabels, Counter>,
     pub duration: Histogram,
     pub catalog_entries: Gauge,
-    pub reservations: Gauge,
+    pub claims: Gauge,
+    pub claims_repaired: Counter,
+    pub claims_created_by_repair: Counter,
+    pub claim_conflicts: Counter,
+    pub allocations: Counter,
+    pub leading: Gauge,
+    pub connections_open: Gauge,
+    pub connections_closed_idle: Counter,
     pub catalog_reload_errors: Counter,
     pub catalog_lists: Counter,
     pub catalog_events: Counter,
@@ -79,14 +86,56 @@ impl Metrics {
         let catalog_entries = Gauge::default();
         registry.register(
             "admission_catalog_entries",
-            "ServiceEntries with addresses in the catalog",
+            "ServiceEntries in the catalog",
             catalog_entries.clone(),
         );
-        let reservations = Gauge::default();
+        let claims = Gauge::default();
         registry.register(
-            "admission_reservations",
-            "Addresses held for admitted ServiceEntries not yet in the catalog",
-            reservations.clone(),
+            "admission_claims",
+            "VIP and host claims known (in the API, or held in this process from files)",
+            claims.clone(),
+        );
+        let claims_repaired = Counter::default();
+        registry.register(
+            "admission_claims_repaired",
+            "Claims removed by the repair because their owner does not hold them",
+            claims_repaired.clone(),
+        );
+        let claims_created_by_repair = Counter::default();
+        registry.register(
+            "admission_claims_created_by_repair",
+            "Claims created by the repair for stored ServiceEntries that had none",
+            claims_created_by_repair.clone(),
+        );
+        let claim_conflicts = Counter::default();
+        registry.register(
+            "admission_claim_conflicts",
+            "Keys that two stored ServiceEntries want, seen by the repair",
+            claim_conflicts.clone(),
+        );
+        let allocations = Counter::default();
+        registry.register(
+            "admission_allocations",
+            "VIPs given to ServiceEntries created without addresses",
+            allocations.clone(),
+        );
+        let leading = Gauge::default();
+        registry.register(
+            "admission_repair_leader",
+            "1 while this replica holds the repair Lease",
+            leading.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "admission_connections_open",
+            "TLS connections open now",
+            connections_open.clone(),
+        );
+        let connections_closed_idle = Counter::default();
+        registry.register(
+            "admission_connections_closed_idle",
+            "Connections closed after --client-timeout without a request",
+            connections_closed_idle.clone(),
         );
         let catalog_reload_errors = Counter::default();
         registry.register(
@@ -131,7 +180,14 @@ impl Metrics {
             rejected_requests,
             duration,
             catalog_entries,
-            reservations,
+            claims,
+            claims_repaired,
+            claims_created_by_repair,
+            claim_conflicts,
+            allocations,
+            leading,
+            connections_open,
+            connections_closed_idle,
             catalog_reload_errors,
             catalog_lists,
             catalog_events,

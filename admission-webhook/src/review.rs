@@ -185,6 +185,11 @@ struct Response<'a> {
     status: Option<Status<'a>>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    /// base64 of a JSON patch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -197,11 +202,22 @@ struct Status<'a> {
 
 /// The response review: same apiVersion and kind as the request, the request's uid.
 pub fn respond(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
+    respond_with_patch(api_version, uid, verdict, None)
+}
+
+/// [`respond`] for the mutating webhook: with a JSON patch when it changes the object.
+pub fn respond_with_patch(
+    api_version: &str,
+    uid: &str,
+    verdict: &Verdict,
+    patch: Option<&[u8]>,
+) -> Vec<u8> {
     let status = (!verdict.allowed).then(|| Status {
         code: verdict.code.max(400),
         message: &verdict.message,
         reason: match verdict.code {
             422 => "Invalid",
+            429 => "TooManyRequests",
             503 => "ServiceUnavailable",
             _ => "BadRequest",
         },
@@ -215,6 +231,8 @@ pub fn respond(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
             allowed: verdict.allowed,
             status,
             warnings: &verdict.warnings,
+            patch_type: patch.map(|_| "JSONPatch"),
+            patch: patch.map(crate::admit::encode_patch),
         },
     };
     serde_json::to_vec(&review).unwrap_or_else(|_| b"{}".to_vec())

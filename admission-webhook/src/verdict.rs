@@ -1,36 +1,48 @@
-//! The decision for one admission request, given the cluster's address index: pure, so that
-//! every case is a unit test.
+//! The decision for one admission request, given what the cluster holds: pure, so that
+//! every case is a unit test. It says what the rules make of the object and, for an admitted
+//! `.global` ServiceEntry, which VIPs and hosts it is to claim; the claims themselves are
+//! made by [`crate::admit`].
 
-use ipnet::IpNet;
 use policy::document::{decode, decode_json, DecodeError};
 use policy::model::DEFAULT_NAMESPACE;
-use policy::{
-    check_entry, parse_address, AddressIndex, Finding, ObjectKey, Options, ServiceEntry, Severity,
-};
+use policy::{check_entry, Cluster, Finding, ObjectKey, Options, ServiceEntry, Severity};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::catalog::keys_of;
+use crate::claims::{ClaimKey, Owner};
 use crate::review::{AdmissionRequest, Operation, Verdict};
 
 /// Kubernetes shows warnings longer than this badly; longer ones are cut.
 const MAX_WARNING_CHARS: usize = 120;
+/// A denial message lists at most this many violations (a report counts the rest).
+const MAX_LISTED: usize = 20;
 
-/// What a review decided, and the addresses an admitted object claims.
+/// What an admitted `.global` ServiceEntry claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub owner: Owner,
+    /// Its single-IP addresses and `.global` hosts, each with the field path that names it.
+    pub keys: Vec<(ClaimKey, String)>,
+    /// Its addresses, for the free address a denial suggests.
+    pub addresses: Vec<ipnet::IpNet>,
+}
+
+/// What a review decided, and what an admitted object claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
-    /// Set when a ServiceEntry was admitted: its key and addresses, to hold until the object
-    /// shows up in the catalog.
-    pub claim: Option<(ObjectKey, Vec<IpNet>)>,
+    /// Set when a `.global` ServiceEntry was admitted by the rules.
+    pub wanted: Option<Wanted>,
     /// The denial reasons (rule names) for metrics; empty when allowed.
     pub reasons: Vec<&'static str>,
 }
 
 impl Decision {
-    fn allow() -> Self {
+    pub fn allow() -> Self {
         Decision {
             verdict: Verdict::allow(),
-            claim: None,
+            wanted: None,
             reasons: Vec::new(),
         }
     }
@@ -44,10 +56,10 @@ impl Decision {
         )
     }
 
-    fn deny(code: u16, reason: &'static str, message: String) -> Self {
+    pub fn deny(code: u16, reason: &'static str, message: String) -> Self {
         Decision {
             verdict: Verdict::deny(code, message),
-            claim: None,
+            wanted: None,
             reasons: vec![reason],
         }
     }
@@ -58,75 +70,126 @@ pub fn is_service_entry(request: &AdmissionRequest) -> bool {
     policy::model::is_service_entry_kind(&request.kind.group, &request.kind.kind)
 }
 
-pub fn decide(request: &AdmissionRequest, index: &AddressIndex, options: &Options) -> Decision {
+/// The request's object decoded, with the namespace filled in from the request where the
+/// object has none; `Err` is the denial for an object that does not decode.
+pub fn decode_object(request: &AdmissionRequest) -> Result<ServiceEntry, Box<Decision>> {
+    let Some(object) = request.object.as_deref() else {
+        return Err(Box::new(Decision::deny(
+            400,
+            "decode",
+            format!("{} request has no object", request.operation.as_str()),
+        )));
+    };
+    // The API server fills metadata.namespace, but be safe with hand-made reviews.
+    let namespace = request.namespace.as_deref().filter(|n| !n.is_empty());
+    match decode_json(object.get()) {
+        Some(mut se) => {
+            if se.metadata.namespace.is_none() {
+                se.metadata.namespace = namespace.map(str::to_string);
+            }
+            Ok(se)
+        }
+        None => decode_value(object, namespace).map_err(|e| {
+            Box::new(Decision::deny(
+                400,
+                "decode",
+                format!(
+                    "ServiceEntry {} cannot be decoded: {}: {}",
+                    e.key, e.path, e.message
+                ),
+            ))
+        }),
+    }
+}
+
+/// Who owns an object under review: its `namespace/name` and, where the API server has set it,
+/// its uid.
+pub fn owner_of(se: &ServiceEntry) -> Owner {
+    let key = se.key();
+    Owner {
+        namespace: key.namespace,
+        name: key.name,
+        uid: se.metadata.uid.clone().filter(|u| !u.is_empty()),
+    }
+}
+
+pub fn decide(request: &AdmissionRequest, cluster: &Cluster, options: &Options) -> Decision {
     if !matches!(request.operation, Operation::Create | Operation::Update)
         || !is_service_entry(request)
     {
         return Decision::allow();
     }
-    let Some(object) = request.object.as_deref() else {
-        return Decision::deny(
-            400,
-            "decode",
-            format!("{} request has no object", request.operation.as_str()),
-        );
-    };
-    // The API server fills metadata.namespace, but be safe with hand-made reviews.
-    let namespace = request.namespace.as_deref().filter(|n| !n.is_empty());
-    let se = match decode_json(object.get()) {
-        Some(mut se) => {
-            if se.metadata.namespace.is_none() {
-                se.metadata.namespace = namespace.map(str::to_string);
-            }
-            se
-        }
-        None => match decode_value(object, namespace) {
-            Ok(se) => se,
-            Err(e) => {
-                return Decision::deny(
-                    400,
-                    "decode",
-                    format!(
-                        "ServiceEntry {} cannot be decoded: {}: {}",
-                        e.key, e.path, e.message
-                    ),
-                )
-            }
-        },
+    let se = match decode_object(request) {
+        Ok(se) => se,
+        Err(denied) => return *denied,
     };
     let key = se.key();
-    let findings = check_entry(&se, index, options);
+    let findings = check_entry(&se, cluster, options);
     let (errors, warnings): (Vec<&Finding>, Vec<&Finding>) =
         findings.iter().partition(|f| f.severity == Severity::Error);
     if !errors.is_empty() {
         let mut reasons: Vec<&'static str> = errors.iter().map(|f| f.rule.as_str()).collect();
         reasons.sort_unstable();
         reasons.dedup();
-        let plural = if errors.len() == 1 { "" } else { "s" };
-        let mut message = format!("ServiceEntry {key} has {} violation{plural}:", errors.len());
-        for f in &errors {
-            message.push_str(&format!("\n- {}: {}", f.path, f.message));
-        }
         return Decision {
-            verdict: Verdict::deny(422, message),
-            claim: None,
+            verdict: Verdict::deny(422, violations(&key, &errors)),
+            wanted: None,
             reasons,
         };
     }
-    let nets: Vec<IpNet> = se
-        .spec
-        .addresses
-        .iter()
-        .filter_map(|a| parse_address(a).map(|n| n.trunc()))
-        .collect();
+    let wanted = policy::rules::global::is_global(&se, options).then(|| wanted(&se, options));
     Decision {
         verdict: Verdict {
             warnings: warnings.iter().map(|f| short_warning(f)).collect(),
             ..Verdict::allow()
         },
-        claim: Some((key, nets)),
+        wanted,
         reasons: Vec::new(),
     }
+}
+
+/// What an entry claims, each key once, with the path of the field that first names it.
+pub fn wanted(se: &ServiceEntry, options: &Options) -> Wanted {
+    let keys_held = keys_of(se, options);
+    let mut keys: Vec<(ClaimKey, String)> = Vec::new();
+    let mut addresses = Vec::new();
+    for (i, address) in se.spec.addresses.iter().enumerate() {
+        let Some(net) = policy::parse_address(address) else {
+            continue;
+        };
+        addresses.push(net.trunc());
+        let key = ClaimKey::Address(net.addr());
+        if keys_held.contains(&key) && !keys.iter().any(|(k, _)| *k == key) {
+            keys.push((key, format!("spec.addresses[{i}]")));
+        }
+    }
+    for (i, host) in se.spec.hosts.iter().enumerate() {
+        let key = ClaimKey::Host(policy::hosts::normalize_host(host));
+        if keys_held.contains(&key) && !keys.iter().any(|(k, _)| *k == key) {
+            keys.push((key, format!("spec.hosts[{i}]")));
+        }
+    }
+    Wanted {
+        owner: owner_of(se),
+        keys,
+        addresses,
+    }
+}
+
+/// The denial message: the entry, then one line per violation, at most [`MAX_LISTED`].
+fn violations(key: &ObjectKey, errors: &[&Finding]) -> String {
+    let plural = if errors.len() == 1 { "" } else { "s" };
+    let mut message = format!("ServiceEntry {key} has {} violation{plural}:", errors.len());
+    for f in errors.iter().take(MAX_LISTED) {
+        message.push_str(&format!("\n- {}: {}", f.path, f.message));
+    }
+    if errors.len() > MAX_LISTED {
+        message.push_str(&format!(
+            "\n- and {} more; `admission-webhook check` lists them",
+            errors.len() - MAX_LISTED
+        ));
+    }
+    message
 }
 
 /// The slow path of decoding, for an object that does not decode as it is: through a value,
@@ -214,9 +277,9 @@ mod tests {
     use crate::review::GroupVersionKind;
     use serde_json::json;
 
-    fn index_with(name: &str, address: &str) -> AddressIndex {
+    fn index_with(name: &str, address: &str) -> Cluster {
         let se = decode(object(name, address, 15443)).unwrap();
-        AddressIndex::build([&se])
+        Cluster::build([&se], &Options::default())
     }
 
     #[test]
@@ -226,16 +289,24 @@ mod tests {
                 Operation::Create,
                 Some(object("httpbin", "127.255.0.2", 15443)),
             ),
-            &AddressIndex::new(),
+            &Cluster::new(),
             &Options::default(),
         );
         assert!(d.verdict.allowed);
+        let wanted = d.wanted.unwrap();
+        assert_eq!(wanted.owner.key(), ObjectKey::new("foo", "httpbin"));
         assert_eq!(
-            d.claim,
-            Some((
-                ObjectKey::new("foo", "httpbin"),
-                vec!["127.255.0.2/32".parse().unwrap()]
-            ))
+            wanted.keys,
+            vec![
+                (
+                    ClaimKey::Address("127.255.0.2".parse().unwrap()),
+                    "spec.addresses[0]".to_string()
+                ),
+                (
+                    ClaimKey::Host("httpbin.bar.global".into()),
+                    "spec.hosts[0]".to_string()
+                )
+            ]
         );
     }
 
@@ -255,7 +326,7 @@ mod tests {
         assert!(d.verdict.message.starts_with("ServiceEntry foo/other has 1 violation:\n- spec.addresses[0]: address 127.255.0.2 is already used by ServiceEntry foo/httpbin"), "{}", d.verdict.message);
         assert!(d.verdict.message.contains("127.255.0.1"));
         assert_eq!(d.reasons, vec!["duplicate-address"]);
-        assert_eq!(d.claim, None);
+        assert_eq!(d.wanted, None);
     }
 
     #[test]
@@ -293,7 +364,7 @@ mod tests {
 
     #[test]
     fn delete_connect_and_other_kinds_are_allowed_untouched() {
-        let index = AddressIndex::new();
+        let index = Cluster::new();
         for op in [Operation::Delete, Operation::Connect] {
             let d = decide(&request(op, None), &index, &Options::default());
             assert_eq!(d, Decision::allow());
@@ -313,7 +384,7 @@ mod tests {
         bad["spec"]["hostz"] = json!(["y"]);
         let d = decide(
             &request(Operation::Create, Some(bad)),
-            &AddressIndex::new(),
+            &Cluster::new(),
             &Options::default(),
         );
         assert_eq!(d.verdict.code, 400);
@@ -324,7 +395,7 @@ mod tests {
         );
         let d = decide(
             &request(Operation::Create, None),
-            &AddressIndex::new(),
+            &Cluster::new(),
             &Options::default(),
         );
         assert_eq!(d.verdict.code, 400);
@@ -334,7 +405,7 @@ mod tests {
     fn warnings_are_short_and_returned_when_allowed() {
         let d = decide(
             &request(Operation::Create, Some(object("x", "10.9.9.9", 15443))),
-            &AddressIndex::new(),
+            &Cluster::new(),
             &Options::default(),
         );
         assert!(d.verdict.allowed);
@@ -375,7 +446,7 @@ mod tests {
             other["metadata"]["namespace"] = json!("default");
             decode(other).unwrap()
         }];
-        let index = AddressIndex::build(&taken);
+        let index = Cluster::build(&taken, &Options::default());
         let d = decide(
             &request(Operation::Create, Some(obj)),
             &index,
@@ -415,7 +486,7 @@ mod tests {
         obj.insert_str(1, &format!(r#""deep":{deep},"#));
         let mut req = request(Operation::Create, None);
         req.object = Some(RawValue::from_string(obj).unwrap());
-        let d = decide(&req, &AddressIndex::new(), &Options::default());
+        let d = decide(&req, &Cluster::new(), &Options::default());
         assert_eq!(d.verdict.code, 400);
         assert!(
             d.verdict.message.contains("not readable JSON"),

@@ -31,9 +31,13 @@ fn create(uid: &str, name: &str, address: &str, dry_run: bool) -> Value {
     )
 }
 
-/// The same object as stored in the API server after an admitted CREATE.
+/// The same object as stored in the API server after an admitted CREATE, with the uid the
+/// webhook saw.
 fn stored(name: &str, address: &str) -> Value {
-    fake_apiserver::service_entry("foo", name, &format!("{name}.bar.global"), address)
+    let mut object =
+        fake_apiserver::service_entry("foo", name, &format!("{name}.bar.global"), address);
+    object["metadata"]["uid"] = common::uid_of(name).into();
+    object
 }
 
 fn start(kubeconfig: &Path) -> Webhook {
@@ -90,26 +94,47 @@ fn serve_follows_the_api_server() {
     fake.delete("foo", "httpbin-bar");
     assert!(webhook.wait_until(|w| allowed(w, &create("u-4", "copy", "127.255.0.50", true))));
 
-    // An admitted CREATE holds its address until the object shows up in the watch.
+    // An admitted CREATE claims its address and host in the API server before the object
+    // is stored; another entry wanting the address meanwhile is denied, naming the claim's
+    // owner.
     assert!(allowed(
         &webhook,
         &create("u-5", "new", "127.255.0.60", false)
     ));
-    assert_eq!(webhook.metric("admission_reservations"), 1.0);
+    let claims = fake.objects(fake_apiserver::ADDRESS_CLAIMS);
+    let claim = &claims[&(String::new(), "127.255.0.60".to_string())];
+    assert_eq!(claim["spec"]["owner"]["name"], "new");
+    assert!(fake
+        .objects(fake_apiserver::HOST_CLAIMS)
+        .contains_key(&(String::new(), "new.bar.global".to_string())));
+    let answer = webhook.review(&create("u-5b", "rival", "127.255.0.60", false));
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "127.255.0.60 is claimed by ServiceEntry foo/new (admitted and not stored yet)"
+        ),
+        "{message}"
+    );
     fake.create(stored("new", "127.255.0.60"));
-    assert!(webhook.wait_until(|w| w.metric("admission_reservations") == 0.0));
-    assert_eq!(webhook.metric("admission_catalog_entries"), 1.0);
+    assert!(webhook.wait_until(|w| w.metric("admission_catalog_entries") == 1.0));
     let answer = webhook.review(&create("u-6", "again", "127.255.0.60", true));
     assert!(answer["response"]["status"]["message"]
         .as_str()
         .unwrap()
         .contains("already used by ServiceEntry foo/new"));
 
-    // Garbage in the watch is counted and skipped; the next change still arrives.
+    // Garbage in the watch is counted and skipped; the next change still arrives. A deleted
+    // entry's claims are released at once.
     let errors = webhook.metric("admission_catalog_reload_errors_total");
     fake.send_garbage();
     fake.delete("foo", "new");
-    assert!(webhook.wait_until(|w| allowed(w, &create("u-7", "again", "127.255.0.60", true))));
+    let released =
+        webhook.wait_until(|w| allowed(w, &create("u-7", "again", "127.255.0.60", true)));
+    assert!(
+        released,
+        "{:?}",
+        fake.objects(fake_apiserver::ADDRESS_CLAIMS)
+    );
     assert!(webhook.metric("admission_catalog_reload_errors_total") > errors);
 
     // A 410 in the watch: the webhook re-lists and stays ready.

@@ -169,7 +169,7 @@ fn other_kinds_are_allowed_untouched() {
 }
 
 #[test]
-fn second_create_in_quick_succession_is_denied_by_the_reservation() {
+fn second_create_in_quick_succession_is_denied_by_the_first_claim() {
     let webhook = Webhook::start(Start::default());
     let first = webhook.review(&create(V1, "u-1", "first", "127.255.0.50", 15443, false));
     assert_eq!(first["response"]["allowed"], true);
@@ -177,10 +177,13 @@ fn second_create_in_quick_succession_is_denied_by_the_reservation() {
     assert_eq!(second["response"]["allowed"], false);
     let message = second["response"]["status"]["message"].as_str().unwrap();
     assert!(
-        message.contains("already used by ServiceEntry foo/first"),
+        message.contains(
+            "address 127.255.0.50 is claimed by ServiceEntry foo/first (admitted and not stored yet)"
+        ),
         "{message}"
     );
-    assert_eq!(webhook.metric("admission_reservations"), 1.0);
+    // The first holds its address and its host (in this process: the webhook reads files).
+    assert_eq!(webhook.metric("admission_claims"), 2.0);
 }
 
 #[test]

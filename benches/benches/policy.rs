@@ -11,7 +11,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use policy::{check_entry, parse_str, validate, AddressIndex, Options};
+use policy::{check_entry, parse_str, validate, AddressIndex, Cluster, Options};
 
 const SEED: &str = include_str!("../../tests/data/seed/serviceentry-direct.yaml");
 
@@ -62,17 +62,18 @@ fn build_index(c: &mut Criterion) {
 
 fn check_against_cluster(c: &mut Criterion) {
     let entries = benches::entries(100_000);
-    let index = AddressIndex::build(&entries);
     let options = Options::default();
+    let cluster = Cluster::build(&entries, &options);
+    let index = cluster.addresses.clone();
     let fresh = benches::entry(150_000);
     let mut duplicate = benches::entry(150_001);
     duplicate.spec.addresses = entries[42].spec.addresses.clone();
     c.bench_function("check one entry against 100k (free address)", |b| {
-        b.iter(|| check_entry(black_box(&fresh), &index, &options))
+        b.iter(|| check_entry(black_box(&fresh), &cluster, &options))
     });
     c.bench_function(
         "check one entry against 100k (duplicate, with suggestion)",
-        |b| b.iter(|| check_entry(black_box(&duplicate), &index, &options)),
+        |b| b.iter(|| check_entry(black_box(&duplicate), &cluster, &options)),
     );
     let mut group = c.benchmark_group("index update");
     group.bench_function("replace one owner in 100k", |b| {

@@ -8,19 +8,16 @@
     clippy::indexing_slicing
 )]
 
-use std::hint::black_box;
-use std::time::Instant;
-
 use admission_webhook::catalog::Catalog;
 use admission_webhook::review;
 use criterion::{criterion_group, criterion_main, Criterion};
 use fake_apiserver::admission::{review as api_server_review, Operation};
 use policy::Options;
+use std::hint::black_box;
 
 fn review_against_10k(c: &mut Criterion) {
-    let catalog = Catalog::default();
+    let catalog = Catalog::new(Options::default());
     catalog.replace_all(&benches::entries(10_000));
-    let options = Options::default();
     let fresh = serde_json::to_value(benches::entry(20_000)).unwrap_or_default();
     let mut duplicate = fresh.clone();
     duplicate["spec"]["addresses"] = serde_json::json!(["127.255.0.43"]);
@@ -40,7 +37,7 @@ fn review_against_10k(c: &mut Criterion) {
                     Ok(parsed) => parsed,
                     Err(e) => unreachable!("{e}"),
                 };
-                let decision = catalog.review(&request, &options, Instant::now());
+                let decision = catalog.decide(&request);
                 review::respond(&api_version, &request.uid, &decision.verdict)
             })
         });

@@ -411,14 +411,20 @@ impl Source {
             ("name", metadata.name),
             ("generateName", metadata.generate_name),
             ("namespace", metadata.namespace),
+            ("uid", metadata.uid),
         ] {
             if let Some(value) = value {
                 meta.insert(name.to_string(), Value::String(value));
             }
         }
-        if let Some(labels) = metadata.labels {
-            let labels = labels.into_iter().map(|(k, v)| (k, Value::String(v)));
-            meta.insert("labels".to_string(), Value::Object(labels.collect()));
+        for (name, map) in [
+            ("labels", metadata.labels),
+            ("annotations", metadata.annotations),
+        ] {
+            if let Some(map) = map {
+                let map = map.into_iter().map(|(k, v)| (k, Value::String(v)));
+                meta.insert(name.to_string(), Value::Object(map.collect()));
+            }
         }
         if let Some(time) = metadata.creation_timestamp {
             if let Ok(time) = serde_json::to_value(time) {

@@ -7,8 +7,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::cluster::Cluster;
 use crate::document::DecodeError;
 use crate::finding::{Finding, Findings, Rule};
+use crate::hosts::HostIndex;
 use crate::index::AddressIndex;
 use crate::model::{ObjectKey, ServiceEntry};
 use crate::names::Plain;
@@ -21,6 +23,8 @@ const MAX_OWNERS_NAMED: usize = 3;
 /// Addresses of one entry that are compared: the CRD's limit, past which the API server
 /// refuses the object anyway.
 const MAX_ADDRESSES_CHECKED: usize = 256;
+/// Hosts of one entry that are compared, likewise.
+const MAX_HOSTS_CHECKED: usize = 256;
 
 /// Address uniqueness of one entry: against itself, and against every other owner in `index`.
 /// The entry's own `namespace/name` in the index never conflicts.
@@ -174,12 +178,41 @@ fn suggest_free(
         .find_map(|range| index.next_free(*range, own).map(|free| (free, *range)))
 }
 
-/// Every rule for one entry checked against a cluster's index: what the API server, Istio's
+/// Host uniqueness of one entry: each of its `.global` hosts against the other entries that
+/// declare it. The entry's own `namespace/name` never conflicts.
+fn check_hosts_into(se: &ServiceEntry, hosts: &HostIndex, options: &Options, out: &mut Findings) {
+    let key = se.key();
+    for (i, host) in se.spec.hosts.iter().enumerate().take(MAX_HOSTS_CHECKED) {
+        if !options.is_under_suffix(host) {
+            continue;
+        }
+        let owners = hosts.conflicts(host, Some(&key));
+        let Some(first) = owners.first() else {
+            continue;
+        };
+        let more = match owners.len() - 1 {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        out.error(
+            Rule::DuplicateHost,
+            format_args!("spec.hosts[{i}]"),
+            format_args!(
+                "host {} is already declared by ServiceEntry {first}{more}; a .{} host belongs to one ServiceEntry (Istio would merge them, IST0177)",
+                Plain(host),
+                options.domain_suffix
+            ),
+        );
+    }
+}
+
+/// Every rule for one entry checked against what a cluster holds: what the API server, Istio's
 /// webhook and globalmesh's webhook would say, at most [`crate::finding::MAX_FINDINGS`] of it.
-pub fn check_entry(se: &ServiceEntry, index: &AddressIndex, options: &Options) -> Vec<Finding> {
+pub fn check_entry(se: &ServiceEntry, cluster: &Cluster, options: &Options) -> Vec<Finding> {
     let mut out = Findings::new();
     if rules::validate_into(se, options, &mut out) {
-        check_addresses_into(se, index, options, &mut out);
+        check_hosts_into(se, &cluster.hosts, options, &mut out);
+        check_addresses_into(se, &cluster.addresses, options, &mut out);
     }
     out.into_vec()
 }
@@ -192,12 +225,12 @@ pub fn check_set(
     existing: &[&ServiceEntry],
     options: &Options,
 ) -> Vec<Vec<Finding>> {
-    let mut index = AddressIndex::build(existing.iter().copied());
+    let mut cluster = Cluster::build(existing.iter().copied(), options);
     entries
         .iter()
         .map(|se| {
-            let findings = check_entry(se, &index, options);
-            index.insert_entry(se);
+            let findings = check_entry(se, &cluster, options);
+            cluster.insert_entry(se, options);
             findings
         })
         .collect()
@@ -219,13 +252,17 @@ pub fn check_objects<'a>(
     existing: impl IntoIterator<Item = &'a Result<ServiceEntry, DecodeError>>,
     options: &Options,
 ) -> Vec<Checked> {
-    let mut index = AddressIndex::build(existing.into_iter().filter_map(|e| e.as_ref().ok()));
+    let existing: Vec<&ServiceEntry> = existing
+        .into_iter()
+        .filter_map(|e| e.as_ref().ok())
+        .collect();
+    let mut cluster = Cluster::build(existing.iter().copied(), options);
     objects
         .into_iter()
         .map(|object| match object {
             Ok(se) => {
-                let findings = check_entry(se, &index, options);
-                index.insert_entry(se);
+                let findings = check_entry(se, &cluster, options);
+                cluster.insert_entry(se, options);
                 Checked {
                     key: se.key(),
                     findings,
@@ -428,6 +465,30 @@ mod tests {
         assert!(results[0].is_empty(), "{:#?}", results[0]);
         // The update released 127.255.0.2, so the newcomer may take it.
         assert!(results[1].is_empty(), "{:#?}", results[1]);
+    }
+
+    #[test]
+    fn a_global_host_declared_by_another_entry_is_denied_naming_it() {
+        let first = entry("foo", "a", &["127.255.0.2"]);
+        let mut second = entry("bar", "b", &["127.255.0.3"]);
+        second.spec.hosts = vec!["A.foo.GLOBAL".into()];
+        let options = Options::default();
+        let results = check_set(&[&first, &second], &[], &options);
+        let hosts: Vec<&Finding> = results[1]
+            .iter()
+            .filter(|f| f.rule == Rule::DuplicateHost)
+            .collect();
+        assert_eq!(hosts.len(), 1, "{:#?}", results[1]);
+        assert_eq!(hosts[0].path, "spec.hosts[0]");
+        assert!(
+            hosts[0]
+                .message
+                .contains("A.foo.GLOBAL is already declared by ServiceEntry foo/a"),
+            "{}",
+            hosts[0].message
+        );
+        // The same entry again (an update) declares its own host.
+        assert!(check_set(&[&first, &first], &[], &options)[1].is_empty());
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum Rule {
     GlobalMode,
     /// An address owned by another ServiceEntry, or listed twice.
     DuplicateAddress,
+    /// A `.global` host that another ServiceEntry declares.
+    DuplicateHost,
     /// Findings left out of a report once [`MAX_FINDINGS`] were kept.
     Omitted,
 }
@@ -94,6 +96,7 @@ impl Rule {
             Rule::GatewayPort => "gateway-port",
             Rule::GlobalMode => "global-mode",
             Rule::DuplicateAddress => "duplicate-address",
+            Rule::DuplicateHost => "duplicate-host",
             Rule::Omitted => "omitted",
         }
     }
@@ -110,11 +113,12 @@ impl Rule {
             | Rule::GatewayPort
             | Rule::GlobalMode
             | Rule::DuplicateAddress
+            | Rule::DuplicateHost
             | Rule::Omitted => Enforcer::Globalmesh,
         }
     }
 
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::Decode,
         Rule::ApiServer,
         Rule::Istio,
@@ -123,6 +127,7 @@ impl Rule {
         Rule::GatewayPort,
         Rule::GlobalMode,
         Rule::DuplicateAddress,
+        Rule::DuplicateHost,
         Rule::Omitted,
     ];
 }

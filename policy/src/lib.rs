@@ -5,8 +5,10 @@
 
 pub mod authority;
 pub mod check;
+pub mod cluster;
 pub mod document;
 pub mod finding;
+pub mod hosts;
 pub mod index;
 pub mod model;
 pub mod names;
@@ -18,8 +20,10 @@ pub use check::{
     check_addresses, check_entry, check_objects, check_set, find_duplicates, Checked,
     DuplicateAddress,
 };
+pub use cluster::Cluster;
 pub use document::{parse_str, DecodeError, ParseError, Parsed};
 pub use finding::{Enforcer, Finding, Findings, Rule, Severity};
+pub use hosts::HostIndex;
 pub use index::{AddressIndex, Conflict};
 pub use model::{ObjectKey, ServiceEntry};
 pub use options::{Options, OptionsError};

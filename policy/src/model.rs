@@ -83,6 +83,9 @@ pub struct ObjectMeta {
     pub generate_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Set by the API server when it first stores the object (validating admission sees it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",

@@ -303,6 +303,15 @@ fn parse_curl(output: &Output) -> (u16, String) {
     (status, body)
 }
 
+/// The uid the API server gives the object `name` before admission: one per name, so that
+/// the object stored after admission is the one the webhook saw.
+pub fn uid_of(name: &str) -> String {
+    let n = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("6f0b1e1e-0000-4000-8000-{:012x}", n & 0xffff_ffff_ffff)
+}
+
 /// A `.global` ServiceEntry as `kubectl apply` sends it.
 pub fn service_entry(name: &str, address: &str, gateway_port: u16) -> Value {
     json!({
@@ -311,7 +320,7 @@ pub fn service_entry(name: &str, address: &str, gateway_port: u16) -> Value {
         "metadata": {
             "name": name,
             "namespace": "foo",
-            "uid": "6f0b1e1e-0000-4000-8000-000000000001",
+            "uid": uid_of(name),
             "creationTimestamp": null,
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
             "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "networking.istio.io/v1alpha3"}]

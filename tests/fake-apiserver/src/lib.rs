@@ -234,7 +234,8 @@ impl FakeApiServer {
     }
 
     /// Stores a new object (any `apiVersion` of the group; the namespace defaults to
-    /// `default`) and returns its resourceVersion. Panics when it exists.
+    /// `default`) and returns its resourceVersion. Panics when it exists. A `metadata.uid` in
+    /// the object is kept: the one the API server assigned before admission.
     pub fn create(&self, object: Value) -> u64 {
         self.write("ADDED", object)
     }
@@ -419,8 +420,12 @@ impl Store {
                 meta["generation"] = json!(generation + u64::from(spec_changed));
             }
             None => {
-                self.uid += 1;
-                meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", self.uid));
+                // A uid the test gives is the one the API server set before admission (a
+                // validating webhook saw it); otherwise one is made here.
+                if !meta["uid"].is_string() {
+                    self.uid += 1;
+                    meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", self.uid));
+                }
                 meta["creationTimestamp"] = json!("2026-11-25T00:00:00Z");
                 meta["generation"] = json!(1);
             }
