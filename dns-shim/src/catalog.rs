@@ -17,12 +17,14 @@ use policy::{ObjectKey, Options, ServiceEntry};
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
+use crate::zone::{Zone, ZoneConfig};
 
 pub struct Catalog {
     paths: Vec<PathBuf>,
     options: Options,
     search_domains: Vec<String>,
-    table: ArcSwap<HostTable>,
+    zone_config: ZoneConfig,
+    zone: ArcSwap<Zone>,
     ready: AtomicBool,
     generation: AtomicU32,
     metrics: Arc<Metrics>,
@@ -34,6 +36,7 @@ impl Catalog {
         paths: Vec<PathBuf>,
         options: Options,
         search_domains: Vec<String>,
+        zone_config: ZoneConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
         let (empty, _) = HostTable::build([], &options, &search_domains);
@@ -41,16 +44,23 @@ impl Catalog {
             paths,
             options,
             search_domains,
-            table: ArcSwap::from_pointee(empty),
+            zone: ArcSwap::from_pointee(Zone::empty(empty, &zone_config)),
+            zone_config,
             ready: AtomicBool::new(false),
             generation: AtomicU32::new(0),
             metrics,
         }
     }
 
-    /// The current table (cheap: an atomic load of an `Arc`).
-    pub fn table(&self) -> arc_swap::Guard<Arc<HostTable>> {
-        self.table.load()
+    /// The current zone (cheap: an atomic load of an `Arc`).
+    pub fn zone(&self) -> arc_swap::Guard<Arc<Zone>> {
+        self.zone.load()
+    }
+
+    /// The current zone, held (for a loop that keeps it between queries and looks again with
+    /// [`Catalog::generation`]).
+    pub fn zone_full(&self) -> Arc<Zone> {
+        self.zone.load_full()
     }
 
     /// Whether a load has succeeded since start.
@@ -58,9 +68,9 @@ impl Catalog {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Serial of the table, raised on every successful load (the SOA serial).
+    /// Serial of the zone, raised on every successful load (the SOA serial).
     pub fn generation(&self) -> u32 {
-        self.generation.load(Ordering::Relaxed)
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Loads every path and swaps the table in. On an unreadable or unparsable file the last
@@ -94,8 +104,11 @@ impl Catalog {
             warn!(?s, "left out of the host table");
         }
         let hosts = table.len();
-        self.table.store(Arc::new(table));
-        self.generation.fetch_add(1, Ordering::Relaxed);
+        let serial = self.generation.load(Ordering::Relaxed).wrapping_add(1);
+        let zone = Zone::new(table, serial, &self.zone_config);
+        // The old zone is freed here, before the next is built: two at once is the peak.
+        self.zone.store(Arc::new(zone));
+        self.generation.store(serial, Ordering::Release);
         self.ready.store(true, Ordering::Release);
         self.metrics.catalog_loaded(hosts, invalid + skipped.len());
         hosts

@@ -1,5 +1,16 @@
-//! The request handler: answers names under the suffix from the host table and relays every
-//! other name from the upstreams. Errors become response codes; nothing here panics on input.
+//! The request handler (hickory-server's `RequestHandler`): answers names under the suffix from
+//! the zone and relays every other name from the upstreams. Every answer and every error is
+//! built with hickory's types; nothing here panics on input.
+//!
+//! What the RFCs ask of it, beyond the answers themselves (see `zone.rs`):
+//! - EDNS (RFC 6891, RFC 3225): a query with an OPT gets one in every answer, errors included,
+//!   with the DO bit copied; a version above 0 gets BADVERS; the answer fits the payload size
+//!   the client advertised (512 without EDNS, at most 1,232), else it is cut to what fits,
+//!   with TC set and the OPT kept (RFC 2181 section 9).
+//! - Negative answers carry the zone's SOA (RFC 2308); the apex has its SOA and NS; a name with
+//!   hosts below it is NODATA, never NXDOMAIN (RFC 8020).
+//! - ANY gets the addresses there are, or a synthesised HINFO (RFC 8482); AXFR and IXFR are
+//!   refused (nothing transfers this zone).
 
 use std::sync::Arc;
 
@@ -7,28 +18,27 @@ use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, Message, Metadata, OpCode, ResponseCode,
 };
-use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, SOA};
-use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use policy::resolve::{Host, Resolution, MAX_NAME_LEN};
+use policy::resolve::{Resolution, MAX_NAME_LEN};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::catalog::Catalog;
-use crate::forward::{Exhausted, Forwarder};
+use crate::fastpath::{MAX_PAYLOAD, PLAIN_PAYLOAD};
+use crate::forward::{Exhausted, Forwarder, Limit, Overload, Permit, Transport};
 use crate::metrics::{Metrics, Outcome};
-
-/// The UDP payload size advertised in local answers (the DNS flag day 2020 value).
-const LOCAL_EDNS_PAYLOAD: u16 = 1232;
 
 pub struct Handler {
     catalog: Arc<Catalog>,
     forwarder: Arc<Forwarder>,
     metrics: Arc<Metrics>,
-    ttl: u32,
-    zone: Name,
-    soa_mname: Name,
-    soa_rname: Name,
+    /// Forwarded queries in flight, in all.
+    limit: Arc<Limit>,
+    /// Cancelled when a drain's grace is over: every query still waiting upstream gets SERVFAIL.
+    give_up: CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,34 +52,15 @@ impl Handler {
         catalog: Arc<Catalog>,
         forwarder: Arc<Forwarder>,
         metrics: Arc<Metrics>,
-        ttl: u32,
-        suffix: &str,
-    ) -> Result<Self, HandlerError> {
-        let name = |text: String| {
-            Name::from_ascii(&text).map_err(|_| HandlerError::Suffix(suffix.to_string()))
-        };
-        Ok(Self {
-            zone: name(format!("{suffix}."))?,
-            soa_mname: name(format!("dns-shim.{suffix}."))?,
-            soa_rname: name(format!("hostmaster.{suffix}."))?,
+        limit: Arc<Limit>,
+        give_up: CancellationToken,
+    ) -> Self {
+        Self {
             catalog,
             forwarder,
             metrics,
-            ttl,
-        })
-    }
-
-    /// The same handler with another forwarder: each UDP thread forwards over sockets of its
-    /// own runtime, so an upstream's answer wakes the task that waits for it on the same thread.
-    pub fn with_forwarder(&self, forwarder: Arc<Forwarder>) -> Self {
-        Self {
-            catalog: Arc::clone(&self.catalog),
-            forwarder,
-            metrics: Arc::clone(&self.metrics),
-            ttl: self.ttl,
-            zone: self.zone.clone(),
-            soa_mname: self.soa_mname.clone(),
-            soa_rname: self.soa_rname.clone(),
+            limit,
+            give_up,
         }
     }
 
@@ -77,38 +68,136 @@ impl Handler {
         &self.metrics
     }
 
-    fn soa(&self) -> Record {
-        let soa = SOA::new(
-            self.soa_mname.clone(),
-            self.soa_rname.clone(),
-            self.catalog.generation(),
-            3600,
-            600,
-            86400,
-            self.ttl,
-        );
-        Record::from_rdata(self.zone.clone(), self.ttl, RData::SOA(soa))
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
-    /// The records of `host` of type `qtype`, owned by `owner`, in random order.
-    fn records(&self, owner: &Name, host: &Host, qtype: RecordType, out: &mut Vec<Record>) {
-        let start = out.len();
-        match qtype {
-            RecordType::A => out.extend(
-                host.ipv4
-                    .iter()
-                    .map(|ip| Record::from_rdata(owner.clone(), self.ttl, RData::A(A(*ip)))),
-            ),
-            RecordType::AAAA => out.extend(
-                host.ipv6
-                    .iter()
-                    .map(|ip| Record::from_rdata(owner.clone(), self.ttl, RData::AAAA(AAAA(*ip)))),
-            ),
-            _ => {}
+    pub fn forwarder(&self) -> &Arc<Forwarder> {
+        &self.forwarder
+    }
+
+    /// The limit on forwarded queries in flight in all.
+    pub fn limit(&self) -> &Arc<Limit> {
+        &self.limit
+    }
+
+    /// A permit to forward one query, from the limit of `thread` (a UDP thread's) and the
+    /// total; a refusal is counted.
+    pub fn permit(&self, thread: Option<&Arc<Limit>>) -> Result<Permit, Overload> {
+        let permit = Permit::acquire(&self.limit, thread);
+        if let Err(limit) = permit {
+            self.metrics.overload(limit);
         }
-        if let Some(added) = out.get_mut(start..) {
-            fastrand::shuffle(added);
+        permit
+    }
+
+    /// Whether answering `request` means asking an upstream; every other request is answered
+    /// without waiting on anything but the reply's own send.
+    pub fn forwards(&self, request: &Request) -> bool {
+        if request.metadata.op_code != OpCode::Query
+            || request.edns.as_ref().is_some_and(|e| e.version() > 0)
+        {
+            return false;
         }
+        let [query] = request.queries.queries() else {
+            return false;
+        };
+        let mut buf = [0u8; MAX_NAME_LEN];
+        let Some(text) = ascii_name(query.original().name(), &mut buf) else {
+            return true;
+        };
+        let zone = self.catalog.zone();
+        if !self.catalog.is_ready() {
+            return !zone.table.is_ours(text);
+        }
+        matches!(zone.table.resolve(text), Resolution::Outside)
+    }
+
+    /// For a query that [`Handler::forwards`] (a whole message whose question ends at
+    /// `question_end`): the upstream's answer over UDP with the client's ID and question, as
+    /// it came. `Err` when no upstream answered, or a drain gave up on it; the caller answers
+    /// SERVFAIL ([`Handler::fail`]).
+    pub async fn forward_udp(
+        &self,
+        query: &[u8],
+        question_end: usize,
+    ) -> Result<Vec<u8>, Exhausted> {
+        tokio::select! {
+            answer = self.forwarder.forward(query, question_end, Transport::Udp) => answer,
+            () = self.give_up.cancelled() => Err(Exhausted),
+        }
+    }
+
+    /// SERVFAIL for a request that no upstream answered; counted.
+    pub async fn fail<R: ResponseHandler>(&self, request: &Request, response: R) {
+        self.metrics.request(qtype_of(request), Outcome::ServFail);
+        if let Err(error) = self.error(request, response, ResponseCode::ServFail).await {
+            warn!(%error, "response not sent");
+        }
+    }
+
+    /// The OPT of the answer to `request`, if it had one: version 0, the DO bit copied, and
+    /// the payload size the answer is cut to (the client's, between 512 and 1,232), which is
+    /// also what every UDP sender here and in hickory limits the message to.
+    fn edns(request: &Request) -> Option<Edns> {
+        request.edns.as_ref().map(|asked| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(asked.max_payload().clamp(PLAIN_PAYLOAD, MAX_PAYLOAD));
+            edns.set_version(0);
+            edns.set_dnssec_ok(asked.flags().dnssec_ok);
+            edns
+        })
+    }
+
+    async fn error<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response: R,
+        code: ResponseCode,
+    ) -> Result<ResponseInfo, String> {
+        let edns = Self::edns(request);
+        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        let mut message = builder.error_msg(&request.metadata, code);
+        message.metadata_mut().recursion_available = true;
+        response
+            .send_response(message)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends an upstream's answer through hickory (decoded and encoded again), cut to the
+    /// client's payload size on UDP: for TCP clients, and for UDP answers larger than the
+    /// client takes.
+    pub async fn relay<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut response: R,
+        answer: &[u8],
+    ) -> Result<ResponseInfo, String> {
+        let message = Message::from_vec(answer).map_err(|e| e.to_string())?;
+        let mut metadata = message.metadata;
+        metadata.id = request.metadata.id;
+        let edns = match (&request.edns, message.edns) {
+            (Some(asked), Some(mut given)) => {
+                given.set_max_payload(
+                    given
+                        .max_payload()
+                        .min(asked.max_payload().clamp(PLAIN_PAYLOAD, u16::MAX)),
+                );
+                Some(given)
+            }
+            (Some(_), None) => Self::edns(request),
+            _ => None,
+        };
+        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        let out = builder.build(
+            metadata,
+            &message.answers,
+            &message.authorities,
+            [],
+            &message.additionals,
+        );
+        response.send_response(out).await.map_err(|e| e.to_string())
     }
 
     async fn local<R: ResponseHandler>(
@@ -116,24 +205,32 @@ impl Handler {
         request: &Request,
         mut response: R,
         code: ResponseCode,
-        answers: &[Record],
+        mut answers: Vec<Record>,
+        mut authority: Vec<Record>,
     ) -> (Outcome, Result<ResponseInfo, String>) {
-        let authority = if answers.is_empty() || code != ResponseCode::NoError {
-            vec![self.soa()]
-        } else {
-            Vec::new()
-        };
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = true;
         metadata.recursion_available = true;
         metadata.response_code = code;
-        let edns = request.edns.as_ref().map(|_| {
-            let mut edns = Edns::new();
-            edns.set_max_payload(LOCAL_EDNS_PAYLOAD);
-            edns
-        });
+        let edns = Self::edns(request);
+        if request.protocol().is_datagram() {
+            let limit = edns.as_ref().map_or(PLAIN_PAYLOAD, Edns::max_payload);
+            if let Some(kept) = fit(
+                request,
+                metadata,
+                &answers,
+                &authority,
+                edns.as_ref(),
+                limit,
+            ) {
+                // Cut to whole records, the OPT kept, TC set: the client asks again over TCP.
+                answers.truncate(kept);
+                authority.clear();
+                metadata.truncation = true;
+            }
+        }
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let message = builder.build(metadata, answers, &authority, [], []);
+        let message = builder.build(metadata, &answers, &authority, [], []);
         let outcome = match code {
             ResponseCode::NXDomain => Outcome::NxDomain,
             ResponseCode::NoError if answers.is_empty() => Outcome::NoData,
@@ -148,178 +245,165 @@ impl Handler {
         (outcome, sent)
     }
 
-    async fn error<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        mut response: R,
-        code: ResponseCode,
-    ) -> Result<ResponseInfo, String> {
-        let builder = MessageResponseBuilder::new(&request.queries, None);
-        let mut message = builder.error_msg(&request.metadata, code);
-        message.metadata_mut().recursion_available = true;
-        response
-            .send_response(message)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn relay<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        mut response: R,
-        answer: &[u8],
-    ) -> Result<ResponseInfo, String> {
-        let message = Message::from_vec(answer).map_err(|e| e.to_string())?;
-        let mut metadata = message.metadata;
-        metadata.id = request.metadata.id;
-        // The client's buffer size bounds the answer; the upstream already answered within it.
-        let edns = match (&request.edns, message.edns) {
-            (Some(asked), Some(mut given)) => {
-                given.set_max_payload(given.max_payload().min(asked.max_payload()).max(512));
-                Some(given)
-            }
-            _ => None,
-        };
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let out = builder.build(
-            metadata,
-            &message.answers,
-            &message.authorities,
-            [],
-            &message.additionals,
-        );
-        response.send_response(out).await.map_err(|e| e.to_string())
-    }
-
-    /// Whether answering `request` means asking an upstream; every other request is answered
-    /// without waiting on anything but the reply's own send.
-    pub fn forwards(&self, request: &Request) -> bool {
-        if request.metadata.op_code != OpCode::Query {
-            return false;
-        }
-        let [query] = request.queries.queries() else {
-            return false;
-        };
-        let mut buf = [0u8; MAX_NAME_LEN];
-        let Some(text) = ascii_name(query.original().name(), &mut buf) else {
-            return true;
-        };
-        let table = self.catalog.table();
-        if !self.catalog.is_ready() {
-            return !table.is_ours(text);
-        }
-        // One pass over the table: `resolve` is `Outside` for every name it does not answer.
-        matches!(table.resolve(text), Resolution::Outside)
-    }
-
-    /// For a request that [`Handler::forwards`]: the upstream's answer as it came, with the
-    /// client's ID, for a transport that can send it unchanged (UDP: the upstream answered the
-    /// client's own query, EDNS buffer size included, so the answer fits). Counted as
-    /// forwarded; on `Err` the caller answers with [`Handler::fail`].
-    pub async fn forward_raw(&self, request: &Request) -> Result<Vec<u8>, Exhausted> {
-        let answer = self
-            .forwarder
-            .forward(request.as_slice(), request.queries.as_bytes(), false)
-            .await;
-        if answer.is_ok() {
-            self.metrics.request(qtype_of(request), Outcome::Forwarded);
-        }
-        answer
-    }
-
-    /// SERVFAIL for a request that no upstream answered; counted.
-    pub async fn fail<R: ResponseHandler>(&self, request: &Request, response: R) {
-        self.metrics.request(qtype_of(request), Outcome::ServFail);
-        if let Err(error) = self.error(request, response, ResponseCode::ServFail).await {
-            warn!(%error, "response not sent");
-        }
-    }
-
     async fn respond<R: ResponseHandler>(
         &self,
         request: &Request,
         response: R,
     ) -> (RecordType, Outcome, Result<ResponseInfo, String>) {
+        let qtype = qtype_of(request);
         if request.metadata.op_code != OpCode::Query {
-            let sent = self.error(request, response, ResponseCode::NotImp).await;
-            return (RecordType::Unknown(0), Outcome::Refused, sent);
+            return self
+                .refuse(request, response, qtype, ResponseCode::NotImp)
+                .await;
+        }
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            return self
+                .refuse(request, response, qtype, ResponseCode::BADVERS)
+                .await;
         }
         let [query] = request.queries.queries() else {
-            let sent = self.error(request, response, ResponseCode::FormErr).await;
-            return (RecordType::Unknown(0), Outcome::Refused, sent);
+            return self
+                .refuse(request, response, qtype, ResponseCode::FormErr)
+                .await;
         };
-        let qtype = query.query_type();
         let owner = query.original().name();
         let mut buf = [0u8; MAX_NAME_LEN];
         let text = ascii_name(owner, &mut buf);
-        let table = self.catalog.table();
+        let zone = self.catalog.zone_full();
         let resolution = match text {
-            Some(text) if !self.catalog.is_ready() && table.is_ours(text) => {
-                // No table yet: no answer at all rather than a wrong NXDOMAIN.
-                let sent = self.error(request, response, ResponseCode::ServFail).await;
-                return (qtype, Outcome::ServFail, sent);
+            Some(text) if !self.catalog.is_ready() && zone.table.is_ours(text) => {
+                // No zone yet: no answer at all rather than a wrong NXDOMAIN.
+                return self
+                    .refuse(request, response, qtype, ResponseCode::ServFail)
+                    .await;
             }
-            Some(text) => table.resolve(text),
+            Some(text) => zone.table.resolve(text),
             None => Resolution::Outside,
         };
-        if resolution != Resolution::Outside && query.query_class() != DNSClass::IN {
-            let sent = self.error(request, response, ResponseCode::Refused).await;
-            return (qtype, Outcome::Refused, sent);
+        if resolution == Resolution::Outside {
+            drop(zone);
+            return self.forward(request, response, qtype).await;
         }
-        let mut answers = Vec::new();
-        let code = match resolution {
-            Resolution::Host(host) => {
-                self.records(owner, host, qtype, &mut answers);
-                ResponseCode::NoError
-            }
-            Resolution::Expansion { target, host } => {
-                let target = match Name::from_ascii(target) {
-                    Ok(mut name) => {
-                        name.set_fqdn(true);
-                        name
-                    }
-                    Err(_) => {
-                        let sent = self.error(request, response, ResponseCode::ServFail).await;
-                        return (qtype, Outcome::ServFail, sent);
-                    }
-                };
-                answers.push(Record::from_rdata(
-                    owner.clone(),
-                    self.ttl,
-                    RData::CNAME(CNAME(target.clone())),
-                ));
-                if qtype != RecordType::CNAME {
-                    self.records(&target, host, qtype, &mut answers);
-                }
-                ResponseCode::NoError
-            }
-            Resolution::NoSuchName => ResponseCode::NXDomain,
-            Resolution::Outside => {
-                drop(table);
-                let tcp = !request.protocol().is_datagram();
-                return match self
-                    .forwarder
-                    .forward(request.as_slice(), request.queries.as_bytes(), tcp)
-                    .await
-                {
-                    Ok(answer) => match self.relay(request, response.clone(), &answer).await {
-                        Ok(info) => (qtype, Outcome::Forwarded, Ok(info)),
-                        Err(e) => {
-                            debug!(error = %e, "upstream answer not relayed");
-                            let sent = self.error(request, response, ResponseCode::ServFail).await;
-                            (qtype, Outcome::ServFail, sent)
-                        }
-                    },
-                    Err(_) => {
-                        let sent = self.error(request, response, ResponseCode::ServFail).await;
-                        (qtype, Outcome::ServFail, sent)
-                    }
-                };
-            }
+        if query.query_class() != DNSClass::IN
+            || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+        {
+            return self
+                .refuse(request, response, qtype, ResponseCode::Refused)
+                .await;
+        }
+        let Some(mut local) = zone.local(owner, qtype, &resolution) else {
+            return self
+                .refuse(request, response, qtype, ResponseCode::ServFail)
+                .await;
         };
-        let (outcome, sent) = self.local(request, response, code, &answers).await;
+        if zone.config().shuffle {
+            // The CNAME of a search expansion stays first.
+            let start = usize::from(matches!(resolution, Resolution::Expansion { .. }));
+            if let Some(addresses) = local.answers.get_mut(start..) {
+                fastrand::shuffle(addresses);
+            }
+        }
+        drop(zone);
+        let (outcome, sent) = self
+            .local(
+                request,
+                response,
+                local.code,
+                local.answers,
+                local.authority,
+            )
+            .await;
         (qtype, outcome, sent)
     }
+
+    async fn refuse<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        response: R,
+        qtype: RecordType,
+        code: ResponseCode,
+    ) -> (RecordType, Outcome, Result<ResponseInfo, String>) {
+        let sent = self.error(request, response, code).await;
+        let outcome = if code == ResponseCode::ServFail {
+            Outcome::ServFail
+        } else {
+            Outcome::Refused
+        };
+        (qtype, outcome, sent)
+    }
+
+    /// A request for a name that is not the zone's, from the hickory path (TCP, or UDP through
+    /// hickory's own loop): relayed through hickory's encoding.
+    async fn forward<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        response: R,
+        qtype: RecordType,
+    ) -> (RecordType, Outcome, Result<ResponseInfo, String>) {
+        let Ok(_permit) = self.permit(None) else {
+            let sent = self.error(request, response, ResponseCode::ServFail).await;
+            return (qtype, Outcome::ServFail, sent);
+        };
+        let transport = if request.protocol().is_datagram() {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        };
+        let question_end = 12 + request.queries.as_bytes().len();
+        let answer = tokio::select! {
+            answer = self.forwarder.forward(request.as_slice(), question_end, transport) => answer,
+            () = self.give_up.cancelled() => Err(Exhausted),
+        };
+        let result = match answer {
+            Ok(answer) => match self.relay(request, response.clone(), &answer).await {
+                Ok(info) => (qtype, Outcome::Forwarded, Ok(info)),
+                Err(e) => {
+                    debug!(error = %e, "upstream answer not relayed");
+                    let sent = self.error(request, response, ResponseCode::ServFail).await;
+                    (qtype, Outcome::ServFail, sent)
+                }
+            },
+            Err(_) => {
+                let sent = self.error(request, response, ResponseCode::ServFail).await;
+                (qtype, Outcome::ServFail, sent)
+            }
+        };
+        result
+    }
+}
+
+/// `None` when the answer fits in `limit` bytes; else how many of `answers` do, with the OPT
+/// (and without the authority section). Encoded with hickory, as it will be sent.
+fn fit(
+    request: &Request,
+    metadata: Metadata,
+    answers: &[Record],
+    authority: &[Record],
+    edns: Option<&Edns>,
+    limit: u16,
+) -> Option<usize> {
+    let size = |answers: &[Record], authority: &[Record]| {
+        let mut bytes = Vec::with_capacity(1024);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        let message = MessageResponseBuilder::new(&request.queries, edns).build(
+            metadata,
+            answers,
+            authority,
+            [],
+            [],
+        );
+        message
+            .destructive_emit(&mut encoder)
+            .map_or(usize::MAX, |_| bytes.len())
+    };
+    if size(answers, authority) <= limit as usize {
+        return None;
+    }
+    let mut kept = answers.len();
+    while kept > 0 && size(answers.get(..kept).unwrap_or_default(), &[]) > limit as usize {
+        kept -= 1;
+    }
+    Some(kept)
 }
 
 #[async_trait::async_trait]
@@ -354,7 +438,7 @@ fn qtype_of(request: &Request) -> RecordType {
         .map_or(RecordType::Unknown(0), |q| q.query_type())
 }
 
-/// A handler shared between hickory's server (TCP) and the UDP loops.
+/// A handler shared between the UDP loops, the TCP server and hickory's server.
 #[derive(Clone)]
 pub struct Shared(pub Arc<Handler>);
 

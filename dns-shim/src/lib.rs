@@ -7,28 +7,35 @@
 pub mod admin;
 pub mod catalog;
 pub mod config;
+pub mod fastpath;
 pub mod forward;
 pub mod handler;
 pub mod metrics;
+pub mod tcp;
 pub mod udp;
+pub mod zone;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::catalog::Catalog;
 use ::catalog::{Follower, Source};
 
-use crate::config::{Config, UdpLoop, UPSTREAM_SOCKETS};
-use crate::forward::Forwarder;
+use crate::config::{Config, UdpLoop};
+use crate::forward::{ForwardConfig, Forwarder, Limit};
 use crate::handler::{Handler, Shared};
 use crate::metrics::Metrics;
+use crate::zone::ZoneConfig;
 
-/// Buffered responses per TCP connection before the connection is read from again.
-const TCP_RESPONSE_BUFFER: usize = 32;
+/// How long a stopping shim waits, past the drain timeout, for the last answers to go out.
+const LAST_WORDS: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -51,11 +58,18 @@ pub enum ServeError {
 
 /// A bound, loaded shim, ready to serve.
 pub struct Shim {
-    server: Server<Shared>,
+    hickory: Option<Server<Shared>>,
+    handler: Arc<Handler>,
     catalog: Arc<Catalog>,
     _watcher: Follower,
     dns_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+    /// Cancelled on SIGTERM: stop taking queries and connections.
+    stop: CancellationToken,
+    /// Cancelled when the drain timeout has passed: SERVFAIL what is still forwarded.
+    give_up: CancellationToken,
+    drain_timeout: Duration,
 }
 
 impl Shim {
@@ -68,10 +82,12 @@ impl Shim {
             Source::Files(paths) => paths.clone(),
             Source::Kubernetes(_) => Vec::new(),
         };
+        let zone_config = ZoneConfig::new(&config.options.domain_suffix, config.ttl)?;
         let catalog = Arc::new(Catalog::new(
             paths,
             config.options.clone(),
             config.search_domains.clone(),
+            zone_config,
             Arc::clone(&metrics),
         ));
         let watcher = match &config.source {
@@ -84,24 +100,28 @@ impl Shim {
                 ::catalog::kubernetes::spawn(settings.clone(), catalog.kubernetes_sink())
             }
         };
-        let forwarder = Arc::new(
-            Forwarder::new(
-                &config.upstreams,
-                UPSTREAM_SOCKETS,
-                config.upstream_timeout,
-                Arc::clone(&metrics),
-            )
-            .await?,
-        );
+        let forwarder = Arc::new(Forwarder::new(
+            &config.upstreams,
+            ForwardConfig {
+                timeout: config.upstream_timeout,
+                randomize_case: config.randomize_case,
+            },
+            Arc::clone(&metrics),
+        )?);
+        let limit = Limit::new(config.max_in_flight);
+        metrics.watch_in_flight(&limit);
+        let stop = CancellationToken::new();
+        let give_up = CancellationToken::new();
         let handler = Arc::new(Handler::new(
             Arc::clone(&catalog),
             forwarder,
             Arc::clone(&metrics),
-            config.ttl,
-            &config.options.domain_suffix,
-        )?);
+            limit,
+            give_up.clone(),
+        ));
 
-        let mut server = Server::new(Shared(Arc::clone(&handler)));
+        let mut hickory = None;
+        let mut udp_threads = Vec::new();
         let (sockets, tcp) = bind_dns(config.listen, config.udp_sockets).await?;
         let addr = tcp.local_addr().unwrap_or(config.listen);
         for (i, socket) in sockets.into_iter().enumerate() {
@@ -111,20 +131,30 @@ impl Shim {
                 source,
             };
             match config.udp_loop {
-                UdpLoop::Direct => udp::spawn(
-                    i,
-                    socket,
-                    Arc::clone(&handler),
-                    config.upstreams.clone(),
-                    config.upstream_timeout,
-                )
-                .map_err(err)?,
-                UdpLoop::Hickory => {
-                    server.register_socket(UdpSocket::from_std(socket).map_err(err)?)
-                }
+                UdpLoop::Direct => udp_threads.push(
+                    udp::spawn(
+                        i,
+                        socket,
+                        Arc::clone(&handler),
+                        config.max_in_flight_per_thread,
+                        stop.clone(),
+                    )
+                    .map_err(err)?,
+                ),
+                UdpLoop::Hickory => hickory
+                    .get_or_insert_with(|| Server::new(Shared(Arc::clone(&handler))))
+                    .register_socket(UdpSocket::from_std(socket).map_err(err)?),
             }
         }
-        server.register_listener(tcp, config.tcp_timeout, TCP_RESPONSE_BUFFER);
+        tokio::spawn(tcp::serve(
+            tcp,
+            Arc::clone(&handler),
+            tcp::TcpConfig {
+                max_connections: config.tcp_connections,
+                idle_timeout: config.tcp_timeout,
+            },
+            stop.clone(),
+        ));
 
         let admin_addr = match config.admin {
             Some(admin) => {
@@ -137,17 +167,28 @@ impl Shim {
                             source,
                         })?;
                 let bound = listener.local_addr().unwrap_or(admin);
-                tokio::spawn(admin::serve(listener, Arc::clone(&catalog), metrics));
+                let stopped = give_up.clone();
+                tokio::spawn(admin::serve(
+                    listener,
+                    Arc::clone(&catalog),
+                    metrics,
+                    async move { stopped.cancelled().await },
+                ));
                 Some(bound)
             }
             None => None,
         };
         Ok(Self {
-            server,
+            hickory,
+            handler,
             catalog,
             _watcher: watcher,
             dns_addr: addr,
             admin_addr,
+            udp_threads,
+            stop,
+            give_up,
+            drain_timeout: config.drain_timeout,
         })
     }
 
@@ -164,20 +205,51 @@ impl Shim {
         self.catalog.is_ready()
     }
 
-    /// Serves until a socket fails or SIGINT/SIGTERM arrives.
+    /// Serves until SIGINT or SIGTERM, then drains: no new queries are read, forwarded
+    /// queries get until the drain timeout for their upstream's answer, and whatever is still
+    /// waiting then is answered SERVFAIL before the process ends.
     pub async fn serve(mut self) -> Result<(), ServeError> {
-        let stop = shutdown_signal();
-        tokio::select! {
-            result = self.server.block_until_done() => {
-                result.map_err(|e| ServeError::Server(e.to_string()))
+        match self.hickory.as_mut() {
+            Some(server) => {
+                tokio::select! {
+                    result = server.block_until_done() => {
+                        result.map_err(|e| ServeError::Server(e.to_string()))?;
+                    }
+                    () = shutdown_signal() => {}
+                }
             }
-            () = stop => {
-                self.server
-                    .shutdown_gracefully()
-                    .await
-                    .map_err(|e| ServeError::Server(e.to_string()))
-            }
+            None => shutdown_signal().await,
         }
+        info!("stopping: draining forwarded queries");
+        self.stop.cancel();
+        if let Some(server) = self.hickory.as_mut() {
+            server.shutdown_token().cancel();
+        }
+        let limit = Arc::clone(self.handler.limit());
+        let deadline = Instant::now() + self.drain_timeout;
+        while limit.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left = limit.in_flight();
+        self.give_up.cancel();
+        let deadline = Instant::now() + LAST_WORDS;
+        while limit.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let threads = std::mem::take(&mut self.udp_threads);
+        let _ = tokio::time::timeout(
+            LAST_WORDS,
+            tokio::task::spawn_blocking(move || {
+                for thread in threads {
+                    let _ = thread.join();
+                }
+            }),
+        )
+        .await;
+        // TCP answers go out on their connections' writers.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        info!(servfailed = left, "stopped");
+        Ok(())
     }
 }
 

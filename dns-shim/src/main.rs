@@ -55,6 +55,26 @@ struct Args {
     /// Worker threads. Default: one per core.
     #[arg(long)]
     threads: Option<usize>,
+    /// Forwarded queries waiting for an upstream, in all; past it, SERVFAIL at once.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Forwarded queries waiting for an upstream, per UDP thread.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_IN_FLIGHT_PER_THREAD)]
+    max_in_flight_per_thread: usize,
+    /// Client TCP connections open at once; one more is closed at once.
+    #[arg(long, default_value_t = config::DEFAULT_TCP_CONNECTIONS)]
+    tcp_connections: usize,
+    /// A client's TCP connection is closed after this long without a query, in milliseconds.
+    #[arg(long = "tcp-idle-timeout-ms", default_value_t = config::DEFAULT_TCP_TIMEOUT.as_millis() as u64)]
+    tcp_idle_timeout_ms: u64,
+    /// On SIGTERM, how long forwarded queries may still wait for their answer before they are
+    /// answered SERVFAIL, in milliseconds.
+    #[arg(long = "drain-timeout-ms", default_value_t = config::DEFAULT_DRAIN_TIMEOUT.as_millis() as u64)]
+    drain_timeout_ms: u64,
+    /// Send names upstream in the case the client used, instead of randomised (0x20), for an
+    /// upstream that does not echo the case of a question.
+    #[arg(long)]
+    no_case_randomization: bool,
 }
 
 fn main() {
@@ -74,7 +94,7 @@ fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = Config::new(Settings {
+    let mut config = Config::new(Settings {
         service_entries: args.service_entries,
         kubernetes: args.kube.settings(),
         listen: args.listen,
@@ -87,8 +107,16 @@ fn run() -> anyhow::Result<()> {
         upstream_timeout: Duration::from_millis(args.upstream_timeout_ms),
         udp_sockets: args.udp_sockets,
         udp_loop: args.udp_loop,
+        max_in_flight: args.max_in_flight,
+        max_in_flight_per_thread: args.max_in_flight_per_thread,
+        tcp_connections: args.tcp_connections,
+        tcp_idle_timeout: Duration::from_millis(args.tcp_idle_timeout_ms),
+        drain_timeout: Duration::from_millis(args.drain_timeout_ms),
+        randomize_case: !args.no_case_randomization,
     })
     .context("invalid settings")?;
+    // Every forwarded query holds a socket: take all the descriptors the hard limit allows.
+    config::raise_file_limit(&mut config);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.threads {
         runtime.worker_threads(threads.max(1));

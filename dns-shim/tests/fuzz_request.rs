@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dns_shim::catalog::Catalog;
-use dns_shim::forward::Forwarder;
+use dns_shim::forward::{ForwardConfig, Forwarder, Limit};
 use dns_shim::handler::Handler;
 use dns_shim::metrics::Metrics;
+use dns_shim::zone::ZoneConfig;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
@@ -28,6 +29,7 @@ use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use proptest::prelude::*;
+use tokio_util::sync::CancellationToken;
 
 /// Keeps the encoded response, bounded at 512 bytes as on UDP without EDNS.
 #[derive(Clone, Default)]
@@ -88,18 +90,26 @@ fn fixture() -> Fixture {
             ],
             policy::Options::default(),
             vec!["svc.cluster.local".into()],
+            ZoneConfig::new("global", 30).unwrap(),
             Arc::clone(&metrics),
         ));
         catalog.reload().unwrap();
         let forwarder = Forwarder::new(
             &[upstream],
-            1,
-            Duration::from_millis(100),
+            ForwardConfig {
+                timeout: Duration::from_millis(100),
+                randomize_case: true,
+            },
             Arc::clone(&metrics),
         )
-        .await
         .unwrap();
-        Handler::new(catalog, Arc::new(forwarder), metrics, 30, "global").unwrap()
+        Handler::new(
+            catalog,
+            Arc::new(forwarder),
+            metrics,
+            Limit::new(64),
+            CancellationToken::new(),
+        )
     });
     Fixture { runtime, handler }
 }

@@ -2,8 +2,13 @@
 //! from, built from ServiceEntries. Exact hosts win over wildcard hosts (`*.bar.global`), and
 //! among wildcards the longest one wins. Names are matched case-insensitively and a trailing dot
 //! is ignored. Lookups do not allocate.
+//!
+//! The table also knows the zone's shape as a DNS server must (RFC 8020): the suffix itself is
+//! the zone apex, and every name between the apex and a host (`bar.global` above
+//! `httpbin.bar.global` or `*.bar.global`) exists as an empty non-terminal, so that NXDOMAIN is
+//! only ever said of a name with nothing below it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -18,6 +23,9 @@ pub const MAX_NAME_LEN: usize = 253;
 /// One host of the table with the addresses of every ServiceEntry that declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
+    /// The host's index in its table, from 0 to `len() - 1`: a key for data kept beside the
+    /// table (the DNS shim's pre-encoded answers).
+    pub id: usize,
     /// The host as declared, lowercase: `httpbin.bar.global` or `*.bar.global`.
     pub name: String,
     /// IPv4 addresses, in declaration order, without duplicates.
@@ -29,8 +37,9 @@ pub struct Host {
 }
 
 impl Host {
-    fn new(name: String) -> Self {
+    fn new(id: usize, name: String) -> Self {
         Self {
+            id,
             name,
             ipv4: Vec::new(),
             ipv6: Vec::new(),
@@ -88,7 +97,12 @@ pub enum Resolution<'t, 'n> {
     /// The name is `<target>.<search domain>` and `target` is a host of the table: answer with
     /// a CNAME to `target` (a slice of the queried name, in its case, without trailing dot).
     Expansion { target: &'n str, host: &'t Host },
-    /// The name lies under the suffix but no host matches it.
+    /// The name is the suffix itself: the zone apex, which has the zone's SOA and NS records.
+    Apex,
+    /// The name lies under the suffix, matches no host, but has hosts below it
+    /// (`bar.global` above `httpbin.bar.global`): it exists with no records of its own.
+    EmptyNonTerminal,
+    /// The name lies under the suffix and neither matches a host nor has one below it.
     NoSuchName,
     /// The name is not under the suffix (nor a search expansion of a known host).
     Outside,
@@ -98,11 +112,18 @@ pub enum Resolution<'t, 'n> {
 #[derive(Debug, Clone, Default)]
 pub struct HostTable {
     suffix: String,
-    exact: HashMap<String, Host>,
+    exact: Map<Host>,
     /// Wildcard hosts keyed by what follows `*.`: `bar.global` for `*.bar.global`.
-    wildcard: HashMap<String, Host>,
+    wildcard: Map<Host>,
+    /// Names strictly between the suffix and a host (or a wildcard's `*` label): the empty
+    /// non-terminals.
+    between: HashSet<String, foldhash::fast::RandomState>,
     search_domains: Vec<String>,
 }
+
+/// Keys are hashed with foldhash (seeded per process), several times faster than SipHash on
+/// short names; a lookup key comes from a query, but the table's keys come from the catalog.
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 /// Why a ServiceEntry host or address was left out of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,9 +183,9 @@ impl HostTable {
                 if !options.is_under_suffix(&host) {
                     continue;
                 }
-                let (map, key) = match host.strip_prefix("*.") {
-                    Some(rest) => (&mut table.wildcard, rest.to_string()),
-                    None => (&mut table.exact, host.clone()),
+                let (wild, key) = match host.strip_prefix("*.") {
+                    Some(rest) => (true, rest.to_string()),
+                    None => (false, host.clone()),
                 };
                 if !is_plain_name(&key) || key.len() > MAX_NAME_LEN {
                     skipped.push(Skipped::Host {
@@ -173,11 +194,37 @@ impl HostTable {
                     });
                     continue;
                 }
+                let next = table.exact.len() + table.wildcard.len();
+                let map = if wild {
+                    &mut table.wildcard
+                } else {
+                    &mut table.exact
+                };
                 map.entry(key)
-                    .or_insert_with(|| Host::new(host))
+                    .or_insert_with(|| Host::new(next, host))
                     .add(&owner, &addresses);
             }
         }
+        let suffix_len = table.suffix.len();
+        let mut between: HashSet<String, foldhash::fast::RandomState> = HashSet::default();
+        let exact = table.exact.keys().map(|k| (k, false));
+        for (key, wild) in exact.chain(table.wildcard.keys().map(|k| (k, true))) {
+            // A wildcard's key is the name above its `*`, which has a host below it.
+            let mut name = key.as_str();
+            if wild && name.len() > suffix_len && !between.contains(name) {
+                between.insert(name.to_string());
+            }
+            while let Some((_, tail)) = name.split_once('.') {
+                if tail.len() <= suffix_len {
+                    break;
+                }
+                if !between.contains(tail) {
+                    between.insert(tail.to_string());
+                }
+                name = tail;
+            }
+        }
+        table.between = between;
         (table, skipped)
     }
 
@@ -198,6 +245,11 @@ impl HostTable {
     /// The search domains that [`HostTable::resolve`] strips, lowercase.
     pub fn search_domains(&self) -> &[String] {
         &self.search_domains
+    }
+
+    /// Every host, exact and wildcard, in no particular order; each `id` appears once.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.exact.values().chain(self.wildcard.values())
     }
 
     /// The host for a name under the suffix, or `None`.
@@ -230,9 +282,13 @@ impl HostTable {
         let Some(lower) = lowercase(name, &mut buf) else {
             return Resolution::Outside;
         };
+        if lower == self.suffix {
+            return Resolution::Apex;
+        }
         if is_under(lower, &self.suffix) {
             return match self.lookup_lower(lower) {
                 Some(host) => Resolution::Host(host),
+                None if self.between.contains(lower) => Resolution::EmptyNonTerminal,
                 None => Resolution::NoSuchName,
             };
         }
@@ -261,7 +317,8 @@ impl HostTable {
         let Some(lower) = lowercase(name, &mut buf) else {
             return false;
         };
-        is_under(lower, &self.suffix)
+        lower == self.suffix
+            || is_under(lower, &self.suffix)
             || self.search_domains.iter().any(|domain| {
                 strip_domain(lower, domain).is_some_and(|s| is_under(s, &self.suffix))
             })
@@ -388,9 +445,38 @@ mod tests {
     }
 
     #[test]
-    fn wildcard_does_not_match_its_own_base() {
+    fn wildcard_does_not_match_its_own_base_which_is_an_empty_non_terminal() {
         let t = seed();
-        assert_eq!(t.resolve("bar.global"), Resolution::NoSuchName);
+        assert_eq!(t.resolve("bar.global"), Resolution::EmptyNonTerminal);
+        assert_eq!(
+            t.resolve("deep.bar.global"),
+            Resolution::Host(t.lookup("deep.bar.global").unwrap())
+        );
+    }
+
+    #[test]
+    fn names_above_a_host_are_empty_non_terminals() {
+        let t = table(&[entry("a", &["x.y.ns.global"], &["127.255.0.2"])], &[]);
+        assert_eq!(t.resolve("y.ns.global"), Resolution::EmptyNonTerminal);
+        assert_eq!(t.resolve("NS.global."), Resolution::EmptyNonTerminal);
+        assert_eq!(t.resolve("z.ns.global"), Resolution::NoSuchName);
+        assert_eq!(t.resolve("a.x.y.ns.global"), Resolution::NoSuchName);
+    }
+
+    #[test]
+    fn the_suffix_itself_is_the_apex() {
+        let t = seed();
+        assert_eq!(t.resolve("global"), Resolution::Apex);
+        assert_eq!(t.resolve("GLOBAL."), Resolution::Apex);
+        assert!(t.is_ours("global"));
+    }
+
+    #[test]
+    fn host_ids_are_dense_and_unique() {
+        let t = seed();
+        let mut ids: Vec<usize> = t.hosts().map(|h| h.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..t.len()).collect::<Vec<_>>());
     }
 
     #[test]
@@ -403,7 +489,7 @@ mod tests {
     fn names_outside_the_suffix_are_not_answered() {
         let t = seed();
         assert_eq!(t.resolve("example.com"), Resolution::Outside);
-        assert_eq!(t.resolve("global"), Resolution::Outside);
+        assert_eq!(t.resolve("xglobal"), Resolution::Outside);
         assert_eq!(t.resolve("httpbin.barglobal"), Resolution::Outside);
     }
 
