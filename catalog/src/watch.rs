@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -18,6 +18,9 @@ use crate::is_manifest;
 
 /// Events closer together than this are one change: an editor or kubelet writes in steps.
 pub const SETTLE: Duration = Duration::from_millis(150);
+/// The longest a change waits for the events after it to settle: a writer that never pauses
+/// (a file rewritten every 100 ms) would otherwise postpone every reload while it writes.
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Keeps the watch alive; dropping it stops the callbacks.
 pub struct WatchHandle {
@@ -161,8 +164,15 @@ where
         .name("catalog-watch".into())
         .spawn(move || {
             while rx.recv().is_ok() {
-                // Let the burst settle, then act once for all of it.
-                while rx.recv_timeout(SETTLE).is_ok() {}
+                // Let the burst settle, then act once for all of it; but no later than MAX_WAIT
+                // after its first event.
+                let deadline = Instant::now() + MAX_WAIT;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || rx.recv_timeout(SETTLE.min(left)).is_err() {
+                        break;
+                    }
+                }
                 on_change();
             }
         })
@@ -178,7 +188,6 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::time::Instant;
 
     fn wait_for(count: &AtomicUsize, at_least: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -296,6 +305,26 @@ mod tests {
         let (count, _handle) = counting(&[dir.path().join("later.yaml")]);
         std::fs::write(dir.path().join("later.yaml"), "a").unwrap();
         assert!(wait_for(&count, 1), "no callback after the file appeared");
+    }
+
+    #[test]
+    fn a_steady_stream_of_changes_still_calls_back_within_the_maximum_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = dir.path().join("entries.yaml");
+        std::fs::write(&entries, "a").unwrap();
+        let (count, _handle) = counting(std::slice::from_ref(&entries));
+        // Writes every 50 ms (closer than SETTLE) for five maximum waits: bounded in count.
+        let writes = (MAX_WAIT * 5).as_millis() / 50;
+        for i in 0..writes {
+            std::fs::write(&entries, format!("{i}")).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Without the maximum wait there would be no callback until the writes stop.
+        assert!(
+            count.load(Ordering::SeqCst) >= 2,
+            "{} callbacks while the file kept changing",
+            count.load(Ordering::SeqCst)
+        );
     }
 
     #[test]
