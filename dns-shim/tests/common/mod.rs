@@ -313,3 +313,159 @@ pub fn eventually(tries: usize, mut check: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A raw DNS query: `name` `qtype`, class IN, RD, and an OPT when `edns` is given as
+/// `(payload, version, dnssec_ok)`.
+pub fn raw_query(id: u16, name: &str, qtype: u16, edns: Option<(u16, u8, bool)>) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    if let Some((payload, version, dnssec_ok)) = edns {
+        q.extend_from_slice(&[0, 0, 41]);
+        q.extend_from_slice(&payload.to_be_bytes());
+        q.extend_from_slice(&[0, version, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+    }
+    q
+}
+
+/// Sends `packet` over UDP from a fresh socket and waits up to 5 s for the answer.
+pub fn udp_exchange(server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket.send_to(packet, server).unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// One length-prefixed DNS message read from a TCP stream.
+pub fn tcp_read(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut message = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut message).ok()?;
+    Some(message)
+}
+
+pub fn tcp_write(stream: &mut TcpStream, message: &[u8]) {
+    let mut frame = (message.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(message);
+    stream.write_all(&frame).unwrap();
+}
+
+/// What a test upstream on a loopback UDP port does with each query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// Takes every datagram and never answers.
+    Blackhole,
+    /// Answers `A 192.0.2.10`, after sending a datagram with a wrong ID and one with the right
+    /// ID but the question lowercased (an off-path guess that 0x20 defeats).
+    Spoofer,
+}
+
+/// A test upstream on a thread of its own, stopped on drop. Counts the queries it got.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    pub queries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeUpstream {
+    pub fn start(kind: Upstream) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let queries = std::sync::Arc::new(AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (queries.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                seen.fetch_add(1, Ordering::Relaxed);
+                if kind == Upstream::Blackhole || n < 17 {
+                    continue;
+                }
+                let query = &buf[..n];
+                // The question: from byte 12 to the end of the name, plus type and class.
+                let mut end = 12;
+                while end < n && query[end] != 0 {
+                    end += 1 + query[end] as usize;
+                }
+                let question = &query[12..(end + 5).min(n)];
+                let answer = |id: &[u8], question: &[u8]| {
+                    let mut a = id.to_vec();
+                    a.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+                    a.extend_from_slice(question);
+                    a.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                    a
+                };
+                let mut wrong_id = answer(&[query[0] ^ 0xff, query[1]], question);
+                wrong_id.extend_from_slice(&[6, 6, 6, 6]);
+                let _ = socket.send_to(&wrong_id, from);
+                let lower = question.to_ascii_lowercase();
+                let mut forged = answer(&query[..2], &lower);
+                forged.extend_from_slice(&[6, 6, 6, 6]);
+                let _ = socket.send_to(&forged, from);
+                let mut genuine = answer(&query[..2], question);
+                genuine.extend_from_slice(&[192, 0, 2, 10]);
+                let _ = socket.send_to(&genuine, from);
+            }
+        });
+        FakeUpstream {
+            addr,
+            queries,
+            stop,
+        }
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The resident memory of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A ServiceEntry file in `dir` giving `host` the addresses `addresses`.
+pub fn service_entry(dir: &Path, file: &str, host: &str, addresses: &[String]) -> PathBuf {
+    let mut text = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {}\n  namespace: test\nspec:\n  hosts:\n  - {host}\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - name: http\n    number: 8000\n    protocol: HTTP\n  addresses:\n",
+        file.trim_end_matches(".yaml")
+    );
+    for a in addresses {
+        text.push_str(&format!("  - {a}\n"));
+    }
+    text.push_str("  endpoints:\n  - address: 198.18.0.1\n    ports:\n      http: 15443\n");
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
