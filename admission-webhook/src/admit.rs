@@ -102,7 +102,9 @@ impl Admitter {
                 }
             };
             match outcome {
-                Outcome::Claimed { created: Some(uid) } if !dry_run => {
+                Outcome::Claimed {
+                    created: Some(uid), ..
+                } if !dry_run => {
                     created.push((key.clone(), uid));
                 }
                 Outcome::Claimed { .. } => {}
@@ -182,12 +184,16 @@ impl Admitter {
                                     Outcome::Taken(Judgement::Pending(claim.owner))
                                 }
                                 crate::claims::Standing::Dropped
-                                | crate::claims::Standing::Deleted => {
-                                    Outcome::Claimed { created: None }
-                                }
+                                | crate::claims::Standing::Deleted => Outcome::Claimed {
+                                    created: None,
+                                    known: None,
+                                },
                             }
                         }
-                        _ => Outcome::Claimed { created: None },
+                        _ => Outcome::Claimed {
+                            created: None,
+                            known: None,
+                        },
                     });
                 }
                 Ok(catalog.claim_local(key, owner, Instant::now(), *ttl))
@@ -196,16 +202,82 @@ impl Admitter {
                 if dry_run {
                     return api.check(key, owner, standing).await;
                 }
+                // This owner's own recent claim (the mutating review of the same CREATE, a
+                // retry) needs no round trip: nothing takes a claim from an owner within the
+                // grace period but that owner's deletion.
+                if let Some(known) = catalog.claim_of(key) {
+                    let age = SystemTime::now()
+                        .duration_since(known.claimed_at)
+                        .unwrap_or_default();
+                    if known.owner.same(owner) && age < api.grace / 2 {
+                        return Ok(Outcome::Claimed {
+                            created: None,
+                            known: None,
+                        });
+                    }
+                }
                 let outcome = api.claim(key, owner, standing).await?;
-                if let Outcome::Claimed { created } = &outcome {
-                    // Known at once, before the watch brings it: the next allocation skips it.
-                    catalog.record_claim(Claim {
-                        key: key.clone(),
-                        owner: owner.clone(),
-                        claimed_at: SystemTime::now(),
-                        resource_version: String::new(),
-                        uid: created.clone().unwrap_or_default(),
-                    });
+                match &outcome {
+                    Outcome::Claimed { known, created } => {
+                        // Known at once, before the watch brings it: the next allocation skips
+                        // it.
+                        catalog.note_claim(known.as_deref().cloned().unwrap_or_else(|| Claim {
+                            key: key.clone(),
+                            owner: owner.clone(),
+                            claimed_at: SystemTime::now(),
+                            resource_version: String::new(),
+                            uid: created.clone().unwrap_or_default(),
+                        }));
+                    }
+                    Outcome::Taken(Judgement::Held(holder) | Judgement::Pending(holder)) => {
+                        catalog.note_claim(Claim {
+                            key: key.clone(),
+                            owner: holder.clone(),
+                            claimed_at: SystemTime::now(),
+                            resource_version: String::new(),
+                            uid: String::new(),
+                        });
+                    }
+                    Outcome::Taken(_) => {}
+                }
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// The claim of an address being allocated: like [`Admitter::claim`], but never answered
+    /// from the view (it holds the address for this owner already, noted just before).
+    async fn claim_in_api(&self, key: &ClaimKey, owner: &Owner) -> Result<Outcome, ClaimError> {
+        match &self.claimer {
+            Claimer::Local { ttl } => {
+                self.catalog.forget_noted(key, owner);
+                Ok(self.catalog.claim_local(key, owner, Instant::now(), *ttl))
+            }
+            Claimer::Api(api) => {
+                let catalog = &self.catalog;
+                let outcome = api
+                    .claim(key, owner, |holder| catalog.standing(holder, key))
+                    .await?;
+                match &outcome {
+                    Outcome::Claimed {
+                        known: Some(known), ..
+                    } => {
+                        catalog.forget_noted(key, owner);
+                        catalog.note_claim(known.as_ref().clone());
+                    }
+                    Outcome::Claimed { .. } => {}
+                    Outcome::Taken(judgement) => {
+                        catalog.forget_noted(key, owner);
+                        if let Judgement::Held(holder) | Judgement::Pending(holder) = judgement {
+                            catalog.note_claim(Claim {
+                                key: key.clone(),
+                                owner: holder.clone(),
+                                claimed_at: SystemTime::now(),
+                                resource_version: String::new(),
+                                uid: String::new(),
+                            });
+                        }
+                    }
                 }
                 Ok(outcome)
             }
@@ -335,9 +407,23 @@ impl Admitter {
             if !claim {
                 return Ok(Some(ip));
             }
-            match self.claim(&ClaimKey::Address(ip), owner, false).await? {
-                Outcome::Claimed { .. } => return Ok(Some(ip)),
-                Outcome::Taken(_) => passed.push(IpNet::from(ip)),
+            let key = ClaimKey::Address(ip);
+            // Held in the view while the API is asked, so that this replica's concurrent
+            // allocations take other addresses.
+            self.catalog.note_claim(Claim {
+                key: key.clone(),
+                owner: owner.clone(),
+                claimed_at: SystemTime::now(),
+                resource_version: String::new(),
+                uid: String::new(),
+            });
+            match self.claim_in_api(&key, owner).await {
+                Ok(Outcome::Claimed { .. }) => return Ok(Some(ip)),
+                Ok(Outcome::Taken(_)) => passed.push(IpNet::from(ip)),
+                Err(e) => {
+                    self.catalog.forget_noted(&key, owner);
+                    return Err(e);
+                }
             }
         }
         Err(ClaimError::Contended(ClaimKey::Address(

@@ -364,9 +364,34 @@ impl Catalog {
         self.read().standing(owner, key)
     }
 
-    /// A claim known to be in the API (watched, or just written by this replica).
+    /// A claim as the watch of the claims delivers it: what the API server has.
     pub fn record_claim(&self, claim: Claim) {
         self.write().insert_claim(claim, None);
+    }
+
+    /// A claim this replica wrote, read or is about to write: recorded unless the view holds
+    /// the key for the same owner already (the watch may have brought a newer version).
+    pub fn note_claim(&self, claim: Claim) {
+        let mut state = self.write();
+        let known = state
+            .claims
+            .get(&claim.key)
+            .is_some_and(|h| h.claim.owner.same(&claim.owner));
+        if !known {
+            state.insert_claim(claim, None);
+        }
+    }
+
+    /// Forgets a claim noted for `owner`, if the view still has it so.
+    pub fn forget_noted(&self, key: &ClaimKey, owner: &Owner) {
+        let mut state = self.write();
+        if state
+            .claims
+            .get(key)
+            .is_some_and(|h| h.claim.owner.same(owner) && h.claim.resource_version.is_empty())
+        {
+            state.remove_claim(key);
+        }
     }
 
     /// A claim known to be gone from the API.
@@ -411,7 +436,10 @@ impl Catalog {
         if let Some(held) = state.claims.get(key) {
             let holder = held.claim.owner.clone();
             if holder.same(owner) {
-                return Outcome::Claimed { created: None };
+                return Outcome::Claimed {
+                    created: None,
+                    known: None,
+                };
             }
             // What is left after expiry is in its grace period.
             match state.standing(&holder, key) {
@@ -432,6 +460,7 @@ impl Catalog {
         );
         Outcome::Claimed {
             created: Some(String::new()),
+            known: None,
         }
     }
 

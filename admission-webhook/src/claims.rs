@@ -257,8 +257,12 @@ pub fn judge(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Now held by the requester; `created` when this attempt wrote the claim (so that a
-    /// review denied for another reason may give it back), with the written object's uid.
-    Claimed { created: Option<String> },
+    /// review denied for another reason may give it back), with the written object's uid;
+    /// `known` the claim as the API server has it now, where the attempt read or wrote it.
+    Claimed {
+        created: Option<String>,
+        known: Option<Box<Claim>>,
+    },
     /// Held by someone else.
     Taken(Judgement),
 }
@@ -322,6 +326,7 @@ impl ApiClaims {
             match api.create(&PostParams::default(), &object).await {
                 Ok(created) => {
                     return Ok(Outcome::Claimed {
+                        known: Claim::from_object(&created).map(Box::new),
                         created: created.metadata.uid,
                     })
                 }
@@ -348,6 +353,7 @@ impl ApiClaims {
                 self.grace,
             ) {
                 Judgement::Mine => {
+                    let mut known = Some(Box::new(claim.clone()));
                     if claim.owner.uid.is_none() && owner.uid.is_some() {
                         // The mutating review claimed before the uid was known; best effort.
                         let update = claim_object(
@@ -357,11 +363,17 @@ impl ApiClaims {
                             Some(&claim.resource_version),
                         )
                         .map_err(encode)?;
-                        let _ = api
+                        if let Ok(written) = api
                             .replace(&key.object_name(), &PostParams::default(), &update)
-                            .await;
+                            .await
+                        {
+                            known = Claim::from_object(&written).map(Box::new);
+                        }
                     }
-                    return Ok(Outcome::Claimed { created: None });
+                    return Ok(Outcome::Claimed {
+                        created: None,
+                        known,
+                    });
                 }
                 Judgement::Free => {
                     let update =
@@ -374,6 +386,7 @@ impl ApiClaims {
                         Ok(taken) => {
                             tracing::info!(%key, from = %claim.owner, to = %owner, "claim taken over");
                             return Ok(Outcome::Claimed {
+                                known: Claim::from_object(&taken).map(Box::new),
                                 created: taken.metadata.uid,
                             });
                         }
@@ -404,7 +417,10 @@ impl ApiClaims {
                 source,
             })?;
         let Some(claim) = existing.as_ref().and_then(Claim::from_object) else {
-            return Ok(Outcome::Claimed { created: None });
+            return Ok(Outcome::Claimed {
+                created: None,
+                known: None,
+            });
         };
         Ok(
             match judge(
@@ -414,7 +430,10 @@ impl ApiClaims {
                 SystemTime::now(),
                 self.grace,
             ) {
-                Judgement::Mine | Judgement::Free => Outcome::Claimed { created: None },
+                Judgement::Mine | Judgement::Free => Outcome::Claimed {
+                    created: None,
+                    known: None,
+                },
                 other => Outcome::Taken(other),
             },
         )

@@ -64,9 +64,13 @@ struct ServeArgs {
     /// TLS connections served at once; more wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max_connections: usize,
-    /// Seconds that reviews in flight get to finish after SIGTERM.
+    /// Seconds that reviews in flight get to finish once the listener is closed.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     drain_timeout: u64,
+    /// Seconds between SIGTERM (/readyz turns 503) and closing the listener, for the API
+    /// server to stop sending reviews to this replica.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    shutdown_delay: u64,
     /// Seconds a claim of a ServiceEntry that is not stored is held (KEP-1880's repair waits
     /// 60 s); then another may take it and the repair removes it.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
@@ -75,6 +79,10 @@ struct ServeArgs {
     /// client certificate (no --client-ca).
     #[arg(long, value_name = "N", default_value_t = 100)]
     max_unstored_claims: usize,
+    /// Milliseconds the claims of one review may take in all (the API server waits 5 s for
+    /// the webhook: timeoutSeconds in deploy/).
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    claim_timeout: u64,
     /// Do not give VIPs to .global ServiceEntries created without addresses (/mutate then
     /// changes nothing).
     #[arg(long)]
@@ -256,14 +264,15 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         client_timeout: Duration::from_secs(args.client_timeout.max(1)),
         max_connections: args.max_connections.max(1),
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        shutdown_delay: Duration::from_secs(args.shutdown_delay),
         claims: server::ClaimSettings {
             grace: Duration::from_secs(args.claim_grace),
             max_unstored: args.max_unstored_claims,
             allocate: !args.no_allocate,
+            timeout: Duration::from_millis(args.claim_timeout.max(1)),
             lease,
             lease_duration: Duration::from_secs(args.lease_duration.max(2)),
             repair_interval: Duration::from_secs(args.repair_interval.max(1)),
-            ..server::ClaimSettings::default()
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -57,8 +57,11 @@ pub struct ServeConfig {
     pub client_timeout: Duration,
     /// TLS connections served at once.
     pub max_connections: usize,
-    /// Time for reviews in flight to finish once SIGTERM arrives.
+    /// Time for reviews in flight to finish once the listener is closed.
     pub drain_timeout: Duration,
+    /// Time between SIGTERM (when `/readyz` turns 503) and closing the listener, so that the
+    /// API server stops sending reviews here before connections are refused.
+    pub shutdown_delay: Duration,
     pub claims: ClaimSettings,
 }
 
@@ -740,12 +743,15 @@ pub async fn run(
             error,
         })?;
     tracing::info!(addr = %listener.local_addr()?, "webhook listening");
-    let server_stop = stop.clone();
+    let (close, server_stop) = watch::channel(false);
     let draining = Arc::clone(&app);
+    let delay = config.shutdown_delay;
     let readiness = tokio::spawn(async move {
         let _ = stop.wait_for(|s| *s).await;
         draining.draining.store(true, Ordering::Relaxed);
-        tracing::info!("shutting down: not ready, no new connections, draining reviews in flight");
+        tracing::info!(?delay, "shutting down: not ready; the listener closes after the delay, then reviews in flight drain");
+        tokio::time::sleep(delay).await;
+        let _ = close.send(true);
     });
     serve_tls(
         listener,

@@ -1,7 +1,7 @@
 //! `deploy/` as `kubectl kustomize` renders it: the webhook's Deployment runs as written
 //! (its arguments, against the API-compatible test server), its probes reach the admin port,
-//! its RBAC covers what the watch needs, and the committed ValidatingWebhookConfiguration is
-//! what `admission-webhook manifests` writes, less the caBundle.
+//! its RBAC covers what the watch, the claims and the Lease need, and the committed webhook
+//! configurations are what `admission-webhook manifests` writes, less the caBundle.
 // Test code: a failing unwrap is a failing test.
 #![allow(
     clippy::unwrap_used,
@@ -43,6 +43,14 @@ fn renders_every_part() {
             "ValidatingWebhookConfiguration",
             "globalmesh-serviceentries",
         ),
+        ("MutatingWebhookConfiguration", "globalmesh-serviceentries"),
+        ("CustomResourceDefinition", "addressclaims.globalmesh.io"),
+        ("CustomResourceDefinition", "hostclaims.globalmesh.io"),
+        ("ClusterRole", "globalmesh-webhook-claims"),
+        ("ClusterRoleBinding", "globalmesh-webhook-claims"),
+        ("Role", "globalmesh-webhook-lease"),
+        ("RoleBinding", "globalmesh-webhook-lease"),
+        ("PodDisruptionBudget", "globalmesh-webhook"),
         ("WasmPlugin", "global-guard"),
         ("Deployment", "sleep"),
         ("ClusterRoleBinding", "globalmesh-dns-shim-sleep"),
@@ -60,8 +68,39 @@ fn renders_every_part() {
         binding["subjects"],
         json!([{"kind": "ServiceAccount", "name": "globalmesh-webhook", "namespace": "globalmesh"}])
     );
+    // What the claims and the repair write.
+    let claims = find(&docs, "ClusterRole", "globalmesh-webhook-claims");
+    assert_eq!(
+        claims["rules"],
+        json!([{"apiGroups": ["globalmesh.io"], "resources": ["addressclaims", "hostclaims"], "verbs": ["get", "list", "watch", "create", "update", "delete"]}])
+    );
+    let lease = find(&docs, "Role", "globalmesh-webhook-lease");
+    assert_eq!(lease["metadata"]["namespace"], "globalmesh");
+    assert_eq!(lease["rules"][0]["resources"], json!(["leases"]));
+    for kind in ["addressclaims", "hostclaims"] {
+        let crd = find(
+            &docs,
+            "CustomResourceDefinition",
+            &format!("{kind}.globalmesh.io"),
+        );
+        assert_eq!(crd["spec"]["scope"], "Cluster");
+        assert_eq!(crd["spec"]["names"]["plural"], kind);
+        assert_eq!(crd["spec"]["versions"][0]["name"], "v1alpha1");
+    }
     let deployment = find(&docs, "Deployment", "globalmesh-webhook");
     assert_eq!(deployment["metadata"]["namespace"], "globalmesh");
+    // Three replicas, spread over nodes, two of which stay through disruptions.
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    let pdb = find(&docs, "PodDisruptionBudget", "globalmesh-webhook");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "globalmesh-webhook");
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -82,27 +121,30 @@ fn renders_every_part() {
 }
 
 #[test]
-fn committed_webhook_configuration_is_what_manifests_writes() {
+fn committed_webhook_configurations_are_what_manifests_writes() {
+    use serde::Deserialize;
     let dir = tempfile::tempdir().unwrap();
     let (text, ca) = common::manifests_with_new_ca(dir.path());
-    let mut written: Value = serde_norway::from_str(&text).unwrap();
-    assert_eq!(
-        written["webhooks"][0]["clientConfig"]["caBundle"],
-        admission_webhook::manifests::base64(&ca)
-    );
-    written["webhooks"][0]["clientConfig"]["caBundle"] = json!("");
+    let written: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(written.len(), 2);
     let docs = rendered();
-    let committed = find(
-        &docs,
-        "ValidatingWebhookConfiguration",
-        "globalmesh-serviceentries",
-    );
-    assert_eq!(committed, &written);
-    // The Service it calls is the one deploy/ installs.
-    let service = &committed["webhooks"][0]["clientConfig"]["service"];
-    let installed = find(&docs, "Service", "globalmesh-webhook");
-    assert_eq!(service["namespace"], installed["metadata"]["namespace"]);
-    assert_eq!(service["port"], installed["spec"]["ports"][0]["port"]);
+    for mut written in written {
+        assert_eq!(
+            written["webhooks"][0]["clientConfig"]["caBundle"],
+            admission_webhook::manifests::base64(&ca)
+        );
+        written["webhooks"][0]["clientConfig"]["caBundle"] = json!("");
+        let kind = written["kind"].as_str().unwrap().to_string();
+        let committed = find(&docs, &kind, "globalmesh-serviceentries");
+        assert_eq!(committed, &written, "{kind}");
+        // The Service it calls is the one deploy/ installs.
+        let service = &committed["webhooks"][0]["clientConfig"]["service"];
+        let installed = find(&docs, "Service", "globalmesh-webhook");
+        assert_eq!(service["namespace"], installed["metadata"]["namespace"]);
+        assert_eq!(service["port"], installed["spec"]["ports"][0]["port"]);
+    }
 }
 
 /// The Deployment's container arguments, with the in-pod paths and ports swapped for the
