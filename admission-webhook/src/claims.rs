@@ -488,9 +488,94 @@ impl ApiClaims {
     }
 }
 
+/// What `audit --kubernetes` says of claims that disagree with the stored entries, one line
+/// each: claims of entries not stored, claims the owner no longer declares, and keys of
+/// stored entries that hold no claim or whose claim names another entry.
+pub fn audit(
+    entries: &[&policy::ServiceEntry],
+    claims: &[Claim],
+    options: &policy::Options,
+) -> Vec<String> {
+    use std::collections::{HashMap, HashSet};
+    let holders: HashMap<ObjectKey, HashSet<ClaimKey>> = entries
+        .iter()
+        .map(|se| (se.key(), crate::catalog::keys_of(se, options)))
+        .collect();
+    let by_key: HashMap<&ClaimKey, &Claim> = claims.iter().map(|c| (&c.key, c)).collect();
+    let mut out = Vec::new();
+    for claim in claims {
+        match holders.get(&claim.owner.key()) {
+            None => out.push(format!(
+                "{}: claimed by {}, which is not stored",
+                claim.key, claim.owner
+            )),
+            Some(keys) if !keys.contains(&claim.key) => out.push(format!(
+                "{}: claimed by {}, which no longer declares it",
+                claim.key, claim.owner
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut unclaimed: Vec<String> = Vec::new();
+    for (owner, keys) in &holders {
+        for key in keys {
+            match by_key.get(key) {
+                None => unclaimed.push(format!("{key}: held by {owner} without a claim")),
+                Some(claim) if claim.owner.key() != *owner => unclaimed.push(format!(
+                    "{key}: held by {owner}, claimed by {}",
+                    claim.owner
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    unclaimed.sort();
+    out.sort();
+    out.extend(unclaimed);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_names_claims_that_disagree_with_the_stored_entries() {
+        let options = policy::Options::default();
+        let se = |name: &str, address: &str| -> policy::ServiceEntry {
+            serde_json::from_value(json!({
+                "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                "metadata": {"name": name, "namespace": "foo"},
+                "spec": {"hosts": [format!("{name}.foo.global")], "addresses": [address]}
+            }))
+            .unwrap()
+        };
+        let a = se("a", "127.255.0.2");
+        let b = se("b", "127.255.0.3");
+        let claim = |key: ClaimKey, name: &str| Claim {
+            key,
+            owner: owner(name),
+            claimed_at: SystemTime::now(),
+            resource_version: "1".into(),
+            uid: "u".into(),
+        };
+        let claims = vec![
+            claim(ClaimKey::Address("127.255.0.2".parse().unwrap()), "a"),
+            claim(ClaimKey::Host("a.foo.global".into()), "a"),
+            claim(ClaimKey::Address("127.255.0.9".parse().unwrap()), "gone"),
+            claim(ClaimKey::Address("127.255.0.3".parse().unwrap()), "a"),
+        ];
+        let report = audit(&[&a, &b], &claims, &options);
+        assert_eq!(
+            report,
+            vec![
+                "address 127.255.0.3: claimed by foo/a, which no longer declares it",
+                "address 127.255.0.9: claimed by foo/gone, which is not stored",
+                "address 127.255.0.3: held by foo/b, claimed by foo/a",
+                "host b.foo.global: held by foo/b without a claim",
+            ]
+        );
+    }
 
     fn owner(name: &str) -> Owner {
         Owner {

@@ -111,6 +111,8 @@ const LEASE_NAME: &str = "globalmesh-webhook-repair";
 struct AuditArgs {
     #[command(flatten)]
     source: SourceArgs,
+    #[command(flatten)]
+    rules: RuleArgs,
 }
 
 /// Where the cluster's ServiceEntries come from: files, or the Kubernetes API.
@@ -301,21 +303,34 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let loaded: Vec<Result<policy::ServiceEntry, policy::document::DecodeError>> =
-        match args.source.source() {
-            Source::Files(paths) => catalog::load_paths(&paths)?
+    let options = args.rules.options()?;
+    let (loaded, claims): (
+        Vec<Result<policy::ServiceEntry, policy::document::DecodeError>>,
+        Option<Vec<admission_webhook::claims::Claim>>,
+    ) = match args.source.source() {
+        Source::Files(paths) => (
+            catalog::load_paths(&paths)?
                 .into_iter()
                 .map(|l| l.entry)
                 .collect(),
-            Source::Kubernetes(settings) => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?
-                .block_on(async {
-                    let source = kubernetes::Source::connect(&settings).await?;
-                    source.list().await
-                })?,
-        };
+            None,
+        ),
+        Source::Kubernetes(settings) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(async {
+                let source = kubernetes::Source::connect(&settings).await?;
+                let entries = source.list().await?;
+                let mut claims = list_claims(&settings).await?;
+                // Claims are cluster-wide; an audit of one namespace judges that
+                // namespace's.
+                if let Some(namespace) = &settings.namespace {
+                    claims.retain(|c| c.owner.namespace == *namespace);
+                }
+                anyhow::Ok((entries, Some(claims)))
+            })?,
+    };
     let mut entries = Vec::with_capacity(loaded.len());
     for entry in &loaded {
         match entry {
@@ -331,17 +346,59 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         let owners: Vec<String> = dup.owners.iter().map(ToString::to_string).collect();
         writeln!(out, "{}: {}", dup.address, owners.join(", "))?;
     }
+    let mut disagreements = Vec::new();
+    if let Some(claims) = &claims {
+        disagreements = admission_webhook::claims::audit(&entries, claims, &options);
+        for line in &disagreements {
+            writeln!(out, "claim {line}")?;
+        }
+    }
     let _ = writeln!(
         std::io::stderr(),
-        "audited {} ServiceEntries: {} duplicate addresses",
+        "audited {} ServiceEntries: {} duplicate addresses{}",
         entries.len(),
-        duplicates.len()
+        duplicates.len(),
+        match &claims {
+            Some(claims) => format!(
+                "; {} claims, {} disagreeing with the stored entries",
+                claims.len(),
+                disagreements.len()
+            ),
+            None => String::new(),
+        }
     );
-    Ok(if duplicates.is_empty() {
+    Ok(if duplicates.is_empty() && disagreements.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Every AddressClaim and HostClaim in the API server (a cluster without globalmesh's CRDs
+/// has none).
+async fn list_claims(
+    settings: &kubernetes::Settings,
+) -> anyhow::Result<Vec<admission_webhook::claims::Claim>> {
+    use admission_webhook::claims::{Claim, ClaimKey};
+    let (client, server) = kubernetes::client(settings).await?;
+    let mut claims = Vec::new();
+    for key in [
+        ClaimKey::Address([0, 0, 0, 0].into()),
+        ClaimKey::Host(String::new()),
+    ] {
+        let resource = key.resource();
+        let api: kube::Api<kube::api::DynamicObject> =
+            kube::Api::all_with(client.clone(), &resource);
+        match api.list(&kube::api::ListParams::default()).await {
+            Ok(list) => claims.extend(list.items.iter().filter_map(Claim::from_object)),
+            Err(e) if kubernetes::api_status(&e) == Some(404) => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("listing {} at {server}", resource.plural)))
+            }
+        }
+    }
+    Ok(claims)
 }
 
 fn run_certs(args: CertsArgs) -> anyhow::Result<ExitCode> {

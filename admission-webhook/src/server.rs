@@ -664,14 +664,17 @@ pub async fn run(
     });
     let (acceptor, _cert_watch) = acceptor(&config, &app)?;
     let mut tasks = Vec::new();
+    // The admin server answers (/readyz 503) until the reviews have drained.
+    let (admin_done, admin_stop) = watch::channel(false);
+    let mut admin_task = None;
     if let Some(addr) = config.admin {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| ServeError::Bind { addr, error })?;
         tracing::info!(addr = %listener.local_addr()?, "admin listening");
         let admin = admin_router(Arc::clone(&app));
-        let mut admin_stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
+        let mut admin_stop = admin_stop.clone();
+        admin_task = Some(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = admin_stop.wait_for(|s| *s).await;
             };
@@ -769,6 +772,10 @@ pub async fn run(
     }
     for task in tasks {
         task.abort();
+    }
+    let _ = admin_done.send(true);
+    if let Some(admin) = admin_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
     }
     Ok(())
 }

@@ -169,12 +169,54 @@ fn audit_lists_the_api_server() {
 
     let output = audit(&kubeconfig, &[]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut lines = text.lines();
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "127.255.0.2/32: foo/httpbin-bar, other/httpbin-copy\n"
+        lines.next(),
+        Some("127.255.0.2/32: foo/httpbin-bar, other/httpbin-copy")
+    );
+    // Stored before any webhook claimed for them.
+    assert!(
+        text.contains("claim address 127.255.0.2: held by foo/httpbin-bar without a claim"),
+        "{text}"
+    );
+    // With the claims the webhook would have made, the namespace is clean.
+    let claim = |kind: fake_apiserver::Kind, name: &str, field: &str| {
+        fake.put(
+            kind,
+            serde_json::json!({
+                "apiVersion": "globalmesh.io/v1alpha1", "kind": kind.kind,
+                "metadata": {"name": name},
+                "spec": {field: name, "owner": {"namespace": "foo", "name": "httpbin-bar"},
+                         "claimedAt": "2026-12-01T00:00:00Z"}
+            }),
+        )
+    };
+    claim(fake_apiserver::ADDRESS_CLAIMS, "127.255.0.2", "address");
+    claim(
+        fake_apiserver::HOST_CLAIMS,
+        "httpbin-bar.bar.global",
+        "host",
     );
     let output = audit(&kubeconfig, &["--namespace", "foo"]);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
+    // A claim of an entry that is not stored disagrees.
+    fake.put(
+        fake_apiserver::ADDRESS_CLAIMS,
+        serde_json::json!({
+            "apiVersion": "globalmesh.io/v1alpha1", "kind": "AddressClaim",
+            "metadata": {"name": "127.255.0.77"},
+            "spec": {"address": "127.255.0.77", "owner": {"namespace": "foo", "name": "gone"},
+                     "claimedAt": "2026-12-01T00:00:00Z"}
+        }),
+    );
+    let output = audit(&kubeconfig, &["--namespace", "foo"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        text,
+        "claim address 127.255.0.77: claimed by foo/gone, which is not stored\n"
+    );
     assert!(fake
         .requests()
         .iter()

@@ -366,6 +366,11 @@ impl FakeApiServer {
         resources::objects(&self.shared.lock(), kind)
     }
 
+    /// Stores an object of one of the other kinds, as a create through the API would.
+    pub fn put(&self, kind: Kind, object: Value) {
+        resources::put(&self.shared, kind, object);
+    }
+
     /// Every request answered so far, oldest first.
     pub fn requests(&self) -> Vec<Request> {
         self.shared.lock().log.clone()

@@ -704,6 +704,24 @@ fn watch(
         .unwrap_or_default()
 }
 
+/// Stores an object of a kind as a create would (for tests that set the scene).
+pub(crate) fn put(shared: &Shared, kind: Kind, mut object: Value) {
+    {
+        let mut store = shared.lock();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
+        let key = key_of(kind, namespace.as_deref(), &name);
+        let rv = store.rv + 1;
+        stamp(&mut store, &mut object, &key, rv, None);
+        store.others.insert(key.clone(), object.clone());
+        store.commit_other(rv, "ADDED", key, object);
+    }
+    shared.notify();
+}
+
 /// The stored objects of a kind, for tests.
 pub(crate) fn objects(store: &Store, kind: Kind) -> BTreeMap<(String, String), Value> {
     store
