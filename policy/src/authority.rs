@@ -8,6 +8,7 @@ use std::fmt;
 use crate::model::ServiceEntry;
 use crate::names::{service_host_parts, strip_domain_suffix, truncate};
 use crate::options::Options;
+use crate::visibility::Visibility;
 
 /// The endpoint label whose values name the clusters a request may ask for.
 pub const CLUSTER_LABEL: &str = "cluster";
@@ -87,14 +88,18 @@ pub fn parse_port(text: &str) -> Option<u16> {
 pub enum Reason {
     MalformedHost,
     UnknownHost,
+    /// Declared, but its `exportTo` does not include the proxy's namespace: Istio gives such a
+    /// sidecar no route for the host.
+    NotExported,
     UnknownPort,
     UnknownCluster,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 5] = [
         Reason::MalformedHost,
         Reason::UnknownHost,
+        Reason::NotExported,
         Reason::UnknownPort,
         Reason::UnknownCluster,
     ];
@@ -104,6 +109,7 @@ impl Reason {
         match self {
             Reason::MalformedHost => "malformed-host",
             Reason::UnknownHost => "unknown-host",
+            Reason::NotExported => "not-exported",
             Reason::UnknownPort => "unknown-port",
             Reason::UnknownCluster => "unknown-cluster",
         }
@@ -113,7 +119,10 @@ impl Reason {
     pub fn status(self) -> u16 {
         match self {
             Reason::MalformedHost => 400,
-            Reason::UnknownHost | Reason::UnknownPort | Reason::UnknownCluster => 404,
+            Reason::UnknownHost
+            | Reason::NotExported
+            | Reason::UnknownPort
+            | Reason::UnknownCluster => 404,
         }
     }
 }
@@ -157,6 +166,8 @@ pub struct HostRule {
     pub ports: Vec<u16>,
     /// Values of the endpoints' `cluster` label, sorted, without duplicates.
     pub clusters: Vec<String>,
+    /// The namespaces whose workloads see the host: the union over its entries' `exportTo`.
+    pub visibility: Visibility,
 }
 
 /// The `.global` hosts the filter knows, built once per configuration.
@@ -166,17 +177,29 @@ pub struct GuardTable {
     /// Sorted by host, one element per host: a binary search needs no hashing (and no
     /// randomness from the host) and keeps the Envoy module small.
     hosts: Vec<(String, HostRule)>,
+    /// The namespace of the proxy that decides, when known; entries not exported to it are
+    /// refused as `not-exported`, and without it only entries exported to all are allowed.
+    viewer: Option<String>,
 }
 
 /// Collects hosts one ServiceEntry at a time, so a caller that decodes a long list can drop each
 /// entry as soon as it is added (the Envoy filter never holds all entries at once).
 #[derive(Debug, Clone, Default)]
 pub struct GuardTableBuilder {
-    hosts: Vec<(String, HostRule)>,
+    /// Each host with its rule and the index of its entry's export in `exports`.
+    hosts: Vec<(String, HostRule, usize)>,
+    /// Per entry, its namespace and `exportTo`, resolved at `build`, when the mesh's default
+    /// is known.
+    exports: Vec<(String, Vec<String>)>,
 }
 
 impl GuardTableBuilder {
     pub fn add(&mut self, entry: &ServiceEntry) {
+        let export = self.exports.len();
+        self.exports.push((
+            entry.metadata.namespace.clone().unwrap_or_default(),
+            entry.spec.export_to.clone(),
+        ));
         let mut rule = HostRule::default();
         for port in &entry.spec.ports {
             if let Some(number) = port.number.and_then(|n| u16::try_from(n).ok()) {
@@ -193,17 +216,28 @@ impl GuardTableBuilder {
         for host in &entry.spec.hosts {
             // The suffix may not be known yet; hosts are filtered in `build`.
             self.hosts
-                .push((normalize(host).host.into_owned(), rule.clone()));
+                .push((normalize(host).host.into_owned(), rule.clone(), export));
         }
     }
 
     /// Keeps every host of the form `<name>.<namespace>.<suffix>`, merging entries for one host.
     pub fn build(self, options: &Options) -> GuardTable {
+        let visibilities: Vec<Visibility> = self
+            .exports
+            .iter()
+            .map(|(namespace, export_to)| {
+                Visibility::of(export_to, namespace, &options.default_export_to)
+            })
+            .collect();
         let mut hosts: Vec<(String, HostRule)> = self
             .hosts
             .into_iter()
-            .filter(|(host, _)| {
+            .filter(|(host, _, _)| {
                 options.is_under_suffix(host) && is_service_host(host, &options.domain_suffix)
+            })
+            .map(|(host, mut rule, export)| {
+                rule.visibility = visibilities.get(export).cloned().unwrap_or_default();
+                (host, rule)
             })
             .collect();
         // Stable, so entries for one host merge in order.
@@ -218,6 +252,7 @@ impl GuardTableBuilder {
                     for cluster in rule.clusters {
                         insert_sorted(&mut known.clusters, cluster);
                     }
+                    known.visibility = known.visibility.union(&rule.visibility);
                 }
                 _ => merged.push((host, rule)),
             }
@@ -225,6 +260,7 @@ impl GuardTableBuilder {
         GuardTable {
             suffix: options.domain_suffix.clone(),
             hosts: merged,
+            viewer: None,
         }
     }
 }
@@ -239,6 +275,37 @@ impl GuardTable {
             builder.add(entry);
         }
         builder.build(options)
+    }
+
+    /// A table from hosts already sorted, merged and checked (the compact table's reader).
+    pub(crate) fn from_sorted(suffix: String, hosts: Vec<(String, HostRule)>) -> Self {
+        GuardTable {
+            suffix,
+            hosts,
+            viewer: None,
+        }
+    }
+
+    /// The table as decided by a proxy in `namespace` (`None`: unknown, so only entries
+    /// exported to every namespace are allowed).
+    pub fn viewed_from(mut self, namespace: Option<&str>) -> Self {
+        self.viewer = namespace.map(str::to_string);
+        self
+    }
+
+    /// The namespace the table decides for.
+    pub fn viewer(&self) -> Option<&str> {
+        self.viewer.as_deref()
+    }
+
+    /// The domain suffix, normalised.
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
+    /// Every host with its rule, sorted by host.
+    pub fn hosts(&self) -> impl ExactSizeIterator<Item = (&str, &HostRule)> {
+        self.hosts.iter().map(|(host, rule)| (host.as_str(), rule))
     }
 
     /// Number of known hosts.
@@ -314,6 +381,22 @@ impl GuardTable {
                 format!("no ServiceEntry declares {host}"),
             );
         };
+        if !self.sees(&rule.visibility) {
+            return reject(
+                Reason::NotExported,
+                match &self.viewer {
+                    Some(namespace) => format!(
+                        "{host} is exported to {}, not to namespace {}",
+                        rule.visibility,
+                        truncate(namespace)
+                    ),
+                    None => format!(
+                        "{host} is exported to {} and this proxy's namespace is not known",
+                        rule.visibility
+                    ),
+                },
+            );
+        }
         match port.or_else(fallback_port) {
             Some(port) if rule.ports.binary_search(&port).is_ok() => {}
             Some(port) => {
@@ -348,6 +431,16 @@ impl GuardTable {
                     _ => None,
                 },
             },
+        }
+    }
+}
+
+impl GuardTable {
+    fn sees(&self, visibility: &Visibility) -> bool {
+        match (visibility, &self.viewer) {
+            (Visibility::Everyone, _) => true,
+            (_, Some(namespace)) => visibility.allows(namespace),
+            (_, None) => false,
         }
     }
 }

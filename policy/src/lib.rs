@@ -15,6 +15,8 @@ pub mod names;
 pub mod options;
 pub mod resolve;
 pub mod rules;
+pub mod table;
+pub mod visibility;
 
 pub use check::{
     check_addresses, check_entry, check_objects, check_set, find_duplicates, Checked,

@@ -4,6 +4,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::names::{is_dns1123_label, strip_domain_suffix};
+use crate::visibility::default_export_to;
 
 /// The domain suffix of remote services, as in `httpbin.bar.global`.
 pub const DEFAULT_DOMAIN_SUFFIX: &str = "global";
@@ -21,6 +22,9 @@ pub struct Options {
     pub gateway_ports: Vec<u16>,
     /// Ranges that `.global` VIPs are expected in; free addresses are suggested from these.
     pub vip_ranges: Vec<IpNet>,
+    /// The `exportTo` of entries that set none: meshConfig `defaultServiceExportTo`, `*`
+    /// unless the mesh configures otherwise.
+    pub default_export_to: Vec<String>,
 }
 
 impl Default for Options {
@@ -32,6 +36,7 @@ impl Default for Options {
                 .iter()
                 .filter_map(|range| range.parse().ok())
                 .collect(),
+            default_export_to: default_export_to(),
         }
     }
 }
@@ -46,6 +51,10 @@ pub enum OptionsError {
     NoGatewayPort,
     #[error("VIP range {0:?} is not a CIDR such as 127.255.0.0/16")]
     VipRange(String),
+    #[error(
+        "default exportTo {0:?} is not \".\" (the entry's namespace), \"*\" (all), \"~\" (none) or a namespace name"
+    )]
+    DefaultExportTo(String),
 }
 
 impl Options {
@@ -100,6 +109,12 @@ impl Options {
         for range in &mut self.vip_ranges {
             *range = range.trunc();
         }
+        if self.default_export_to.is_empty() {
+            self.default_export_to = default_export_to();
+        }
+        if let Some(bad) = self.default_export_to.iter().find(|e| !is_export_target(e)) {
+            return Err(OptionsError::DefaultExportTo(bad.clone()));
+        }
         Ok(self)
     }
 
@@ -118,6 +133,11 @@ impl Options {
         let ports: Vec<String> = self.gateway_ports.iter().map(u16::to_string).collect();
         ports.join(" or ")
     }
+}
+
+/// One element of an `exportTo` list: `.`, `*`, `~` or a namespace name.
+pub fn is_export_target(text: &str) -> bool {
+    matches!(text, "." | "*" | "~") || is_dns1123_label(text)
 }
 
 #[cfg(test)]
@@ -151,6 +171,26 @@ mod tests {
             Options::new(None, &[], &["10.0.0.0/33".into()]),
             Err(OptionsError::VipRange("10.0.0.0/33".into()))
         );
+        let bad = Options {
+            default_export_to: vec![".".into(), "Not_A_Namespace".into()],
+            ..Options::default()
+        };
+        assert_eq!(
+            bad.validated(),
+            Err(OptionsError::DefaultExportTo("Not_A_Namespace".into()))
+        );
+    }
+
+    #[test]
+    fn default_export_to_is_everyone_unless_set() {
+        assert_eq!(Options::default().default_export_to, ["*"]);
+        let unset = Options {
+            default_export_to: Vec::new(),
+            ..Options::default()
+        };
+        assert_eq!(unset.validated().unwrap().default_export_to, ["*"]);
+        let own: Options = serde_json::from_str(r#"{"defaultExportTo":["."]}"#).unwrap();
+        assert_eq!(own.validated().unwrap().default_export_to, ["."]);
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         // Only the suffix matters to the filter; leaving the VIP ranges out keeps an address
         // parser out of the module.
         vip_ranges: Vec::new(),
+        default_export_to: policy::visibility::default_export_to(),
     };
     let cluster_header = match raw.cluster_header {
         None => DEFAULT_CLUSTER_HEADER.to_string(),

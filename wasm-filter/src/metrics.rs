@@ -16,11 +16,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, each with a counter of its own.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Passed,
         Outcome::Allowed,
         Outcome::Rejected(Reason::MalformedHost),
         Outcome::Rejected(Reason::UnknownHost),
+        Outcome::Rejected(Reason::NotExported),
         Outcome::Rejected(Reason::UnknownPort),
         Outcome::Rejected(Reason::UnknownCluster),
     ];
@@ -31,6 +32,7 @@ impl Outcome {
             Outcome::Allowed => "global_guard_allowed",
             Outcome::Rejected(Reason::MalformedHost) => "global_guard_rejected_malformed_host",
             Outcome::Rejected(Reason::UnknownHost) => "global_guard_rejected_unknown_host",
+            Outcome::Rejected(Reason::NotExported) => "global_guard_rejected_not_exported",
             Outcome::Rejected(Reason::UnknownPort) => "global_guard_rejected_unknown_port",
             Outcome::Rejected(Reason::UnknownCluster) => "global_guard_rejected_unknown_cluster",
         }
