@@ -278,3 +278,42 @@ fn tcp_connections_are_capped_and_closed_when_idle() {
         tcp_read(&mut s).is_some()
     }));
 }
+
+/// Runs `kdig @addr -p port ARGS` (knot-dnsutils) and returns what it printed.
+fn kdig(addr: std::net::SocketAddr, args: &[&str]) -> String {
+    let output = std::process::Command::new("kdig")
+        .arg(format!("@{}", addr.ip()))
+        .arg("-p")
+        .arg(addr.port().to_string())
+        .args(["+retry=0", "+time=5"])
+        .args(args)
+        .output()
+        .expect("kdig is installed (make setup-dns)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn kdig_gets_badvers_and_several_answers_on_one_tcp_connection() {
+    let zone = start(&[]);
+    let out = kdig(zone.shim.dns, &["httpbin.bar.global", "+edns=1"]);
+    assert!(out.contains("status: BADVERS"), "{out}");
+    let out = kdig(
+        zone.shim.dns,
+        &[
+            "+tcp",
+            "+keepopen",
+            "httpbin.bar.global",
+            "nope.bar.global",
+            "global",
+            "SOA",
+        ],
+    );
+    let statuses: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split("status: ").nth(1))
+        .map(|s| s.split(';').next().unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, ["NOERROR", "NXDOMAIN", "NOERROR"], "{out}");
+    assert!(out.contains("127.255.0.2"), "{out}");
+    assert!(out.contains("localhost. hostmaster.global."), "{out}");
+}
