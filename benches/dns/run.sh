@@ -34,7 +34,7 @@ for tool in dnsperf unbound dig; do
 done
 
 cargo build --quiet --release -p dns-shim --manifest-path "$ROOT/Cargo.toml"
-SHIM="$ROOT/target/release/dns-shim"
+SHIM="${CARGO_TARGET_DIR:-$ROOT/target}/release/dns-shim"
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
 
