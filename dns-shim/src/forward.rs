@@ -49,6 +49,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(16);
 const BIND_ATTEMPTS: usize = 8;
 /// The largest UDP datagram.
 const MAX_DATAGRAM: usize = 65535;
+/// How long a query polls for its answer before sleeping on it, when it may.
+const SPIN: Duration = Duration::from_micros(60);
+/// Sockets kept ready per upstream and thread.
+const READY_PER_UPSTREAM: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -219,7 +223,11 @@ impl Upstream {
 /// How a query reached dns-shim, and so how it goes upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    Udp,
+    /// Over UDP; `spin`: poll for the answer for a moment before sleeping on it (when the
+    /// thread has next to nothing else in flight).
+    Udp {
+        spin: bool,
+    },
     Tcp,
 }
 
@@ -242,6 +250,8 @@ pub struct Forwarder {
 }
 
 thread_local! {
+    /// Sockets opened ahead of time for this thread's next queries, by upstream.
+    static READY: RefCell<Vec<(SocketAddr, UdpSocket)>> = const { RefCell::new(Vec::new()) };
     /// One receive buffer per thread: a forwarded query's task reads its answer here and keeps
     /// only its bytes, so a query in flight holds no large buffer.
     static RECEIVE: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_DATAGRAM]);
@@ -303,7 +313,9 @@ impl Forwarder {
             let start = Instant::now();
             let result = match transport {
                 Transport::Tcp => self.query_tcp(i, upstream, query, question).await,
-                Transport::Udp => self.query_udp(i, upstream, query, question_end).await,
+                Transport::Udp { spin } => {
+                    self.query_udp(i, upstream, query, question_end, spin).await
+                }
             };
             match result {
                 Ok(mut answer) => {
@@ -340,9 +352,10 @@ impl Forwarder {
         upstream: &Upstream,
         query: &[u8],
         question_end: usize,
+        spin: bool,
     ) -> Result<Vec<u8>, UpstreamFailure> {
         let socket = self
-            .socket(upstream.addr)
+            .take_socket(upstream.addr)
             .map_err(|_| UpstreamFailure::Network)?;
         let mut packet = query.to_vec();
         let id = {
@@ -359,6 +372,24 @@ impl Forwarder {
         let sent = packet.get(HEADER_LEN..question_end).unwrap_or_default();
         socket.send(&packet).await.map_err(io_failure)?;
         let deadline = tokio::time::Instant::now() + self.config.timeout;
+        if spin {
+            // A nearby upstream answers within tens of microseconds, less than it takes to put
+            // this thread to sleep and wake it again (a halted vCPU, an IPI). Poll without
+            // blocking for a moment, yielding to the thread's other tasks in between.
+            let until = Instant::now() + SPIN;
+            while Instant::now() < until {
+                match receive_now(&socket) {
+                    Ok(answer) => match check(&answer, id, sent) {
+                        Ok(()) => return Ok(answer),
+                        Err(mismatch) => self.metrics.upstream_mismatch(index, mismatch),
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        tokio::task::yield_now().await;
+                    }
+                    Err(e) => return Err(io_failure(e)),
+                }
+            }
+        }
         loop {
             let received = tokio::time::timeout_at(deadline, async {
                 loop {
@@ -397,6 +428,44 @@ impl Forwarder {
             match check(&answer, id, sent) {
                 Ok(()) => return Ok(answer),
                 Err(mismatch) => self.metrics.upstream_mismatch(index, mismatch),
+            }
+        }
+    }
+
+    /// A socket for one query to `upstream`: one made ahead of time by [`Forwarder::prepare`]
+    /// on this thread if there is one (never used before: ports are not reused), else a new one.
+    fn take_socket(&self, upstream: SocketAddr) -> std::io::Result<UdpSocket> {
+        let ready = READY.with(|ready| {
+            let mut ready = ready.borrow_mut();
+            let at = ready.iter().position(|(addr, _)| *addr == upstream)?;
+            Some(ready.swap_remove(at).1)
+        });
+        match ready {
+            Some(socket) => Ok(socket),
+            None => self.socket(upstream),
+        }
+    }
+
+    /// Opens, on this thread, the sockets that the next query to each upstream that is up
+    /// will take, so that binding and connecting them is not on that query's way. Call it
+    /// after an answer has gone out.
+    pub fn prepare(&self) {
+        for upstream in &self.upstreams {
+            if !upstream.health.is_up() {
+                continue;
+            }
+            let missing = READY.with(|ready| {
+                ready
+                    .borrow()
+                    .iter()
+                    .filter(|(a, _)| *a == upstream.addr)
+                    .count()
+                    < READY_PER_UPSTREAM
+            });
+            if missing {
+                if let Ok(socket) = self.socket(upstream.addr) {
+                    READY.with(|ready| ready.borrow_mut().push((upstream.addr, socket)));
+                }
             }
         }
     }
@@ -460,6 +529,19 @@ impl Forwarder {
             Ok(Ok((stream, answer))) => finish_tcp(upstream, stream, answer, query, question),
         }
     }
+}
+
+/// One datagram from `socket` if one is there, without waiting (and an ICMP error as such).
+fn receive_now(socket: &UdpSocket) -> std::io::Result<Vec<u8>> {
+    RECEIVE.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let n = nix::sys::socket::recv(
+            socket.as_raw_fd(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        )?;
+        Ok(buf.get(..n).unwrap_or_default().to_vec())
+    })
 }
 
 fn io_failure(e: std::io::Error) -> UpstreamFailure {

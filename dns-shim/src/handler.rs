@@ -121,9 +121,10 @@ impl Handler {
         &self,
         query: &[u8],
         question_end: usize,
+        spin: bool,
     ) -> Result<Vec<u8>, Exhausted> {
         tokio::select! {
-            answer = self.forwarder.forward(query, question_end, Transport::Udp) => answer,
+            answer = self.forwarder.forward(query, question_end, Transport::Udp { spin }) => answer,
             () = self.give_up.cancelled() => Err(Exhausted),
         }
     }
@@ -345,7 +346,7 @@ impl Handler {
             return (qtype, Outcome::ServFail, sent);
         };
         let transport = if request.protocol().is_datagram() {
-            Transport::Udp
+            Transport::Udp { spin: false }
         } else {
             Transport::Tcp
         };

@@ -44,6 +44,8 @@ const BATCH: usize = 32;
 const MAX_QUERY: usize = 4096;
 /// The largest answer the fast path makes.
 const MAX_ANSWER: usize = MAX_PAYLOAD as usize;
+/// Forwarded queries in flight on a thread up to which each polls for its answer briefly.
+const SPIN_WHEN_IN_FLIGHT: usize = 2;
 /// How long a stopping loop waits at most for its forwarded queries (which a drain answers or
 /// gives up on before then).
 const DRAIN_WAIT: Duration = Duration::from_secs(30);
@@ -117,6 +119,7 @@ pub fn spawn(
         .spawn(move || {
             runtime.block_on(async move {
                 let limit = Limit::new(max_in_flight);
+                handler.forwarder().prepare();
                 match UdpSocket::from_std(socket) {
                     Ok(socket) => serve(Arc::new(socket), handler, &limit, stop).await,
                     Err(e) => tracing::error!(error = %e, "udp socket not served"),
@@ -398,6 +401,7 @@ fn forward(
     };
     let counts = Arc::clone(counts);
     let permit = handler.permit(Some(limit));
+    let limit = Arc::clone(limit);
     tokio::spawn(async move {
         let Ok(_permit) = permit else {
             if let Some(request) = query.request() {
@@ -405,12 +409,19 @@ fn forward(
             }
             return;
         };
-        match handler.forward_udp(&query.query, query.question_end).await {
+        // Spinning for the answer only pays, and only costs little, when this thread has
+        // next to nothing else waiting upstream.
+        let spin = limit.in_flight() <= SPIN_WHEN_IN_FLIGHT;
+        match handler
+            .forward_udp(&query.query, query.question_end, spin)
+            .await
+        {
             Ok(answer) if answer.len() <= query.payload as usize => {
                 counts.count(query.qtype(), Outcome::Forwarded);
                 if let Err(e) = reply.socket.send_to(&answer, reply.dst).await {
                     debug!(error = %e, "udp send");
                 }
+                handler.forwarder().prepare();
             }
             // Larger than the client takes: cut by hickory, with TC.
             Ok(answer) => {

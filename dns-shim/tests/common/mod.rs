@@ -369,7 +369,7 @@ pub fn tcp_write(stream: &mut TcpStream, message: &[u8]) {
 /// What a test upstream on a loopback UDP port does with each query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upstream {
-    /// Takes every datagram and never answers.
+    /// Takes every datagram and TCP connection and never answers.
     Blackhole,
     /// Answers `A 192.0.2.10`, after sending a datagram with a wrong ID and one with the right
     /// ID but the question lowercased (an off-path guess that 0x20 defeats).
@@ -386,11 +386,24 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     pub fn start(kind: Upstream) -> Self {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // UDP and TCP on one port: a blackhole also takes TCP connections and never answers.
+        let (socket, tcp) = loop {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            if let Ok(tcp) = TcpListener::bind(socket.local_addr().unwrap()) {
+                break (socket, tcp);
+            }
+        };
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let addr = socket.local_addr().unwrap();
+        std::thread::spawn(move || {
+            // Held open, never read; bounded in number.
+            let mut held = Vec::new();
+            for stream in tcp.incoming().take(64) {
+                held.push(stream);
+            }
+        });
         let queries = std::sync::Arc::new(AtomicUsize::new(0));
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let (seen, stopped) = (queries.clone(), stop.clone());
