@@ -414,7 +414,9 @@ fn the_repair_claims_for_entries_older_than_the_webhook() {
     assert_eq!(claim["spec"]["owner"]["name"], "old");
     // With the stored entry's uid.
     assert!(claim["spec"]["owner"]["uid"].is_string(), "{claim}");
-    assert!(api
-        .objects(HOST_CLAIMS)
-        .contains_key(&(String::new(), "old.foo.global".to_string())));
+    // The repair makes one claim after the other: the host's may come a moment later.
+    assert!(webhook.wait_until(|_| {
+        api.objects(HOST_CLAIMS)
+            .contains_key(&(String::new(), "old.foo.global".to_string()))
+    }));
 }

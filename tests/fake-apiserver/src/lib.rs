@@ -34,9 +34,12 @@
 )]
 
 pub mod admission;
+pub mod apply;
 mod resources;
 
-pub use resources::{now_rfc3339, Kind, ADDRESS_CLAIMS, HOST_CLAIMS, LEASES};
+pub use resources::{
+    now_rfc3339, Kind, ADDRESS_CLAIMS, HOST_CLAIMS, LEASES, MAX_OBJECT_BYTES, WASM_PLUGINS,
+};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -62,7 +65,8 @@ const PLURAL: &str = "serviceentries";
 
 type Body = BoxBody<Bytes, std::io::Error>;
 type Key = (String, String);
-type Objects = BTreeMap<Key, Value>;
+/// Objects are shared between the snapshots of successive resourceVersions.
+type Objects = BTreeMap<Key, Arc<Value>>;
 
 /// One request the server answered.
 #[derive(Debug, Clone)]
@@ -70,9 +74,16 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub query: BTreeMap<String, String>,
+    pub content_type: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 impl Request {
+    /// The field manager of a write: `fieldManager`, else the user agent's program.
+    pub fn manager(&self) -> String {
+        apply::manager_of(self.param("fieldManager"), self.user_agent.as_deref())
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query.get(name).map(String::as_str)
     }
@@ -250,10 +261,12 @@ impl FakeApiServer {
         let key = (namespace.to_string(), name.to_string());
         let rv = {
             let mut store = self.shared.lock();
-            let mut object = store
-                .objects
-                .remove(&key)
-                .unwrap_or_else(|| panic!("{namespace}/{name} does not exist"));
+            let mut object = Arc::unwrap_or_clone(
+                store
+                    .objects
+                    .remove(&key)
+                    .unwrap_or_else(|| panic!("{namespace}/{name} does not exist")),
+            );
             let rv = store.rv + 1;
             object["metadata"]["resourceVersion"] = json!(rv.to_string());
             store.commit(rv, "DELETED", key, object);
@@ -275,8 +288,8 @@ impl FakeApiServer {
                 ("MODIFIED", None) => panic!("{namespace}/{name} does not exist"),
                 _ => {}
             }
-            store.stamp(&mut object, &key, rv, existing.as_ref());
-            store.objects.insert(key.clone(), object.clone());
+            store.stamp(&mut object, &key, rv, existing.as_deref());
+            store.objects.insert(key.clone(), Arc::new(object.clone()));
             store.commit(rv, kind, key, object);
             rv
         };
@@ -301,7 +314,7 @@ impl FakeApiServer {
         for mut object in objects {
             let key = object_key(&object);
             store.stamp(&mut object, &key, rv, None);
-            store.objects.insert(key, object);
+            store.objects.insert(key, Arc::new(object));
         }
         store.rv = rv;
         let snapshot = Arc::new(store.objects.clone());
@@ -581,10 +594,18 @@ async fn handle(req: HttpRequest<Incoming>, shared: &Arc<Shared>) -> Response<Bo
     if !authorized {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let request = Request {
         method: method.to_string(),
         path,
         query,
+        content_type: header("content-type"),
+        user_agent: header("user-agent"),
     };
     shared.lock().log.push(request.clone());
     let parts: Vec<&str> = request.path.trim_matches('/').split('/').collect();
@@ -823,7 +844,7 @@ fn list(
     drop(store);
     let mut items = Vec::new();
     let mut next = None;
-    let rest: Box<dyn Iterator<Item = (&Key, &Value)>> = match &after {
+    let rest: Box<dyn Iterator<Item = (&Key, &Arc<Value>)>> = match &after {
         Some(after) => Box::new(objects.range((
             std::ops::Bound::Excluded(after.clone()),
             std::ops::Bound::Unbounded,

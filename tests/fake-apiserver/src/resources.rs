@@ -1,7 +1,7 @@
 //! Kinds other than ServiceEntries, served as kube-apiserver serves a custom or built-in
 //! resource (<https://kubernetes.io/docs/reference/using-api/api-concepts/>): globalmesh's
-//! cluster-scoped `AddressClaim` and `HostClaim` (group `globalmesh.io`), and
-//! `coordination.k8s.io/v1` Leases.
+//! cluster-scoped `AddressClaim` and `HostClaim` (group `globalmesh.io`),
+//! `coordination.k8s.io/v1` Leases and Istio's `extensions.istio.io/v1alpha1` WasmPlugins.
 //!
 //! - `POST` a collection creates: `201 Created`; `409 AlreadyExists` when the name is taken;
 //!   `generateName` picks a free name; `?dryRun=All` stores nothing.
@@ -9,11 +9,23 @@
 //!   by `limit` and `continue`; unlike ServiceEntries, older snapshots are not kept); with
 //!   `watch=true`: ADDED, MODIFIED and DELETED events after the given resourceVersion (every
 //!   current object as ADDED when it is unset or "0"), BOOKMARK when allowed, `410` for a
-//!   compacted resourceVersion.
+//!   compacted resourceVersion. A `fieldSelector` on `metadata.name` or `metadata.namespace`
+//!   (`=`, `==`, `!=`, terms joined by `,`) selects the objects of both; other fields are
+//!   `400`, as for custom resources.
 //! - `PUT` an item replaces it: `metadata.resourceVersion` is required (`422` without it, as
 //!   for custom resources) and must be the stored one, or `409 Conflict`; `404` when missing.
 //! - `DELETE` an item: `200` with the object; `404` when missing; DeleteOptions
 //!   `preconditions` (`uid`, `resourceVersion`) that do not hold are `409 Conflict`.
+//! - `PATCH` an item: server-side apply (`application/apply-patch+yaml`, `fieldManager`
+//!   required, `force`; creates a missing object, `201`), or a JSON merge patch
+//!   (`application/merge-patch+json`; `404` when missing; a `metadata.resourceVersion` in it is
+//!   a precondition). Field ownership is kept in `metadata.managedFields` ([`crate::apply`]).
+//!   Strategic merge patches and JSON patches are answered `415`.
+//! - Every write records its manager in `managedFields`, checks the fields the kind's schema
+//!   requires (`422`), and refuses an object over etcd's 1.5 MiB request limit, as
+//!   kube-apiserver relays etcd's refusal (`500`, "etcdserver: request is too large").
+//! - A write that changes nothing (an apply of the same configuration) stores nothing: the
+//!   resourceVersion stays and no watch event is sent.
 //!
 //! Every write takes the next resourceVersion of the one store, as etcd's revision is shared
 //! by all kinds; uid, creationTimestamp and generation are set as the server sets them.
@@ -29,7 +41,11 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::apply;
 use crate::{error, full, status, too_old, Body, Request, Shared, Store};
+
+/// etcd's default `--max-request-bytes`: the largest object it stores.
+pub const MAX_OBJECT_BYTES: usize = 1_572_864;
 
 /// A kind served by [`handle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +55,8 @@ pub struct Kind {
     pub kind: &'static str,
     pub plural: &'static str,
     pub namespaced: bool,
+    /// Fields the kind's schema requires (dotted paths), checked on every write.
+    pub required: &'static [&'static str],
 }
 
 impl Kind {
@@ -54,6 +72,7 @@ pub const ADDRESS_CLAIMS: Kind = Kind {
     kind: "AddressClaim",
     plural: "addressclaims",
     namespaced: false,
+    required: &[],
 };
 
 /// A `.global` host claimed by a ServiceEntry (cluster-scoped; the name is the host).
@@ -63,6 +82,7 @@ pub const HOST_CLAIMS: Kind = Kind {
     kind: "HostClaim",
     plural: "hostclaims",
     namespaced: false,
+    required: &[],
 };
 
 /// Leader-election Leases.
@@ -72,9 +92,21 @@ pub const LEASES: Kind = Kind {
     kind: "Lease",
     plural: "leases",
     namespaced: true,
+    required: &[],
 };
 
-pub const KINDS: [Kind; 3] = [ADDRESS_CLAIMS, HOST_CLAIMS, LEASES];
+/// Istio's WasmPlugin, as its CRD (Istio 1.28) declares it: `spec` and `spec.url` required;
+/// `spec.pluginConfig` free-form (`x-kubernetes-preserve-unknown-fields`).
+pub const WASM_PLUGINS: Kind = Kind {
+    group: "extensions.istio.io",
+    version: "v1alpha1",
+    kind: "WasmPlugin",
+    plural: "wasmplugins",
+    namespaced: true,
+    required: &["spec", "spec.url"],
+};
+
+pub const KINDS: [Kind; 4] = [ADDRESS_CLAIMS, HOST_CLAIMS, LEASES, WASM_PLUGINS];
 
 /// `(plural, namespace, name)`; the namespace is empty for cluster-scoped kinds.
 pub type Key = (&'static str, String, String);
@@ -310,6 +342,14 @@ pub(crate) async fn handle(
             name,
             body,
         ),
+        (&Method::PATCH, Some(name)) => patch(
+            shared,
+            request,
+            kind,
+            target.namespace.as_deref(),
+            name,
+            body,
+        ),
         (&Method::DELETE, Some(name)) => delete(
             shared,
             request,
@@ -346,7 +386,7 @@ fn create(
     namespace: Option<String>,
     body: &[u8],
 ) -> Response<Body> {
-    let mut object = match parse_object(kind, body) {
+    let object = match parse_object(kind, body) {
         Ok(object) => object,
         Err(response) => return *response,
     };
@@ -385,6 +425,16 @@ fn create(
             body["details"] = json!({"name": name, "group": kind.group, "kind": kind.plural});
             return full(StatusCode::CONFLICT, &body);
         }
+        let mut object = apply::update(
+            None,
+            object,
+            &request.manager(),
+            &kind.api_version(),
+            &now_rfc3339(),
+        );
+        if let Err(response) = admit(kind, &name, &object) {
+            return *response;
+        }
         let rv = store.rv + 1;
         stamp(&mut store, &mut object, &key, rv, None);
         if !dry_run(request) {
@@ -397,6 +447,31 @@ fn create(
     response
 }
 
+/// What the API server checks of every object it stores: the fields the schema requires, and
+/// etcd's size limit.
+fn admit(kind: Kind, name: &str, object: &Value) -> Result<(), Box<Response<Body>>> {
+    for field in kind.required {
+        let path: Vec<String> = field.split('.').map(str::to_string).collect();
+        let value = apply::value_at(object, &path);
+        if value.is_none_or(|v| v.is_null() || v.as_str() == Some("")) {
+            return Err(Box::new(invalid(
+                kind,
+                name,
+                &format!("{field}: Required value"),
+            )));
+        }
+    }
+    let size = serde_json::to_vec(object).map_or(0, |bytes| bytes.len());
+    if size > MAX_OBJECT_BYTES {
+        return Err(Box::new(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "etcdserver: request is too large",
+        )));
+    }
+    Ok(())
+}
+
 fn replace(
     shared: &Arc<Shared>,
     request: &Request,
@@ -405,7 +480,7 @@ fn replace(
     name: &str,
     body: &[u8],
 ) -> Response<Body> {
-    let mut object = match parse_object(kind, body) {
+    let object = match parse_object(kind, body) {
         Ok(object) => object,
         Err(response) => return *response,
     };
@@ -433,16 +508,250 @@ fn replace(
                 "the object has been modified; please apply your changes to the latest version and try again",
             );
         }
-        let rv = store.rv + 1;
-        stamp(&mut store, &mut object, &key, rv, Some(&existing));
-        if !dry_run(request) {
-            store.others.insert(key.clone(), object.clone());
-            store.commit_other(rv, "MODIFIED", key, object.clone());
-        }
-        full(StatusCode::OK, &served(kind, &object))
+        let object = apply::update(
+            Some(&existing),
+            object,
+            &request.manager(),
+            &kind.api_version(),
+            &now_rfc3339(),
+        );
+        store_update(&mut store, request, kind, key, &existing, object)
     };
     shared.notify();
     response
+}
+
+/// Stores an update of `existing` (unless it changes nothing, or is a dry run) and answers
+/// with what is stored.
+fn store_update(
+    store: &mut Store,
+    request: &Request,
+    kind: Kind,
+    key: Key,
+    existing: &Value,
+    mut object: Value,
+) -> Response<Body> {
+    if let Err(response) = admit(kind, &key.2, &object) {
+        return *response;
+    }
+    if unchanged(existing, &object) {
+        return full(StatusCode::OK, &served(kind, existing));
+    }
+    let rv = store.rv + 1;
+    stamp(store, &mut object, &key, rv, Some(existing));
+    if !dry_run(request) {
+        store.others.insert(key.clone(), object.clone());
+        store.commit_other(rv, "MODIFIED", key, object.clone());
+    }
+    full(StatusCode::OK, &served(kind, &object))
+}
+
+/// Whether a write leaves the object as it is: the same content and the same field owners
+/// (the times of managedFields and the server-set metadata aside).
+fn unchanged(existing: &Value, new: &Value) -> bool {
+    let strip = |object: &Value| {
+        let mut object = object.clone();
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            for field in [
+                "managedFields",
+                "resourceVersion",
+                "generation",
+                "uid",
+                "creationTimestamp",
+            ] {
+                meta.remove(field);
+            }
+        }
+        if let Some(map) = object.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+        object
+    };
+    let owners = |object: &Value| -> Vec<(String, &'static str, apply::FieldSet)> {
+        apply::managers(object)
+            .into_iter()
+            .map(|m| (m.manager, m.operation, m.fields))
+            .collect()
+    };
+    strip(existing) == strip(new) && owners(existing) == owners(new)
+}
+
+const APPLY: &str = "application/apply-patch+yaml";
+const MERGE: &str = "application/merge-patch+json";
+
+fn patch(
+    shared: &Arc<Shared>,
+    request: &Request,
+    kind: Kind,
+    namespace: Option<&str>,
+    name: &str,
+    body: &[u8],
+) -> Response<Body> {
+    let content_type = request
+        .content_type
+        .as_deref()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if content_type != APPLY && content_type != MERGE {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            &format!("the body of the request was in an unknown format - accepted media types include: {APPLY}, {MERGE} (this stand-in serves no strategic merge or JSON patches)"),
+        );
+    }
+    let force = match request.param("force") {
+        None => false,
+        Some("true") => true,
+        Some("false") => false,
+        Some(other) => return bad(&format!("force: invalid value {other:?}")),
+    };
+    let patch: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(json_error) => match std::str::from_utf8(body)
+            .ok()
+            .filter(|_| content_type == APPLY)
+            .and_then(|text| serde_norway::from_str::<Value>(text).ok())
+        {
+            Some(value) => value,
+            None => return bad(&format!("the patch is not valid: {json_error}")),
+        },
+    };
+    if !patch.is_object() {
+        return bad("the patch is not a JSON object");
+    }
+    let response = {
+        let mut store = shared.lock();
+        let key = key_of(kind, namespace, name);
+        let existing = store.others.get(&key).cloned();
+        if content_type == APPLY {
+            let Some(manager) = request.param("fieldManager").filter(|m| !m.is_empty()) else {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                );
+            };
+            let api_version = patch["apiVersion"].as_str().unwrap_or("");
+            if api_version != kind.api_version() || patch["kind"].as_str() != Some(kind.kind) {
+                return bad(&format!(
+                    "the API version in the data ({api_version}) does not match the expected API version ({})",
+                    kind.api_version()
+                ));
+            }
+            if patch["metadata"]["name"]
+                .as_str()
+                .is_some_and(|given| given != name)
+            {
+                return bad("the name of the object does not match the name on the URL");
+            }
+            let object = match apply::apply(
+                existing.as_ref(),
+                &patch,
+                manager,
+                &kind.api_version(),
+                force,
+                &now_rfc3339(),
+            ) {
+                Ok(object) => object,
+                Err(conflicts) => return apply_conflict(kind, name, &conflicts),
+            };
+            match existing {
+                Some(existing) => store_update(&mut store, request, kind, key, &existing, object),
+                None => {
+                    let mut object = object;
+                    if let Err(response) = admit(kind, name, &object) {
+                        return *response;
+                    }
+                    let rv = store.rv + 1;
+                    stamp(&mut store, &mut object, &key, rv, None);
+                    if !dry_run(request) {
+                        store.others.insert(key.clone(), object.clone());
+                        store.commit_other(rv, "ADDED", key, object.clone());
+                    }
+                    full(StatusCode::CREATED, &served(kind, &object))
+                }
+            }
+        } else {
+            if force {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
+                );
+            }
+            let Some(existing) = existing else {
+                return not_found(kind, name);
+            };
+            if let Some(wanted) = patch["metadata"]["resourceVersion"].as_str() {
+                if Some(wanted) != existing["metadata"]["resourceVersion"].as_str() {
+                    return conflict(
+                        kind,
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    );
+                }
+            }
+            let mut object = existing.clone();
+            apply::merge_patch(&mut object, &patch);
+            let object = apply::update(
+                Some(&existing),
+                object,
+                &request.manager(),
+                &kind.api_version(),
+                &now_rfc3339(),
+            );
+            store_update(&mut store, request, kind, key, &existing, object)
+        }
+    };
+    shared.notify();
+    response
+}
+
+/// `409` naming every field another manager holds, as kube-apiserver words it.
+fn apply_conflict(kind: Kind, name: &str, conflicts: &[apply::Conflict]) -> Response<Body> {
+    let message = match conflicts {
+        [one] => format!(
+            "Apply failed with 1 conflict: conflict with \"{}\" using {}: {}",
+            one.manager,
+            one.api_version,
+            apply::dotted(&one.path)
+        ),
+        many => {
+            let lines: Vec<String> = many
+                .iter()
+                .map(|c| {
+                    format!(
+                        "conflict with \"{}\" using {}: {}",
+                        c.manager,
+                        c.api_version,
+                        apply::dotted(&c.path)
+                    )
+                })
+                .collect();
+            format!(
+                "Apply failed with {} conflicts: {}",
+                many.len(),
+                lines.join("\n")
+            )
+        }
+    };
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| {
+            json!({"reason": "FieldManagerConflict",
+                   "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                   "field": apply::dotted(&c.path)})
+        })
+        .collect();
+    let mut body = status(StatusCode::CONFLICT, "Conflict", &message);
+    body["details"] =
+        json!({"name": name, "group": kind.group, "kind": kind.plural, "causes": causes});
+    full(StatusCode::CONFLICT, &body)
 }
 
 fn delete(
@@ -532,6 +841,58 @@ fn in_scope(key: &Key, kind: Kind, namespace: Option<&str>) -> bool {
     key.0 == kind.plural && namespace.is_none_or(|ns| key.1 == ns)
 }
 
+/// One term of a field selector: the field (`name` or `namespace` of the metadata), whether
+/// it must equal the value, and the value.
+#[derive(Debug, Clone)]
+struct FieldTerm {
+    namespace: bool,
+    equal: bool,
+    value: String,
+}
+
+fn field_selector(request: &Request) -> Result<Vec<FieldTerm>, Box<Response<Body>>> {
+    let Some(selector) = request.param("fieldSelector").filter(|s| !s.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    selector
+        .split(',')
+        .map(|term| {
+            let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = term.split_once("==") {
+                (f, true, v)
+            } else if let Some((f, v)) = term.split_once('=') {
+                (f, true, v)
+            } else {
+                return Err(Box::new(bad(&format!(
+                    "invalid selector: '{selector}'; can't understand '{term}'"
+                ))));
+            };
+            let namespace = match field.trim() {
+                "metadata.name" => false,
+                "metadata.namespace" => true,
+                other => {
+                    return Err(Box::new(bad(&format!(
+                        "field label not supported: {other}"
+                    ))))
+                }
+            };
+            Ok(FieldTerm {
+                namespace,
+                equal,
+                value: value.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+fn selected(key: &Key, terms: &[FieldTerm]) -> bool {
+    terms.iter().all(|term| {
+        let actual = if term.namespace { &key.1 } else { &key.2 };
+        (*actual == term.value) == term.equal
+    })
+}
+
 fn list(
     shared: &Arc<Shared>,
     request: &Request,
@@ -550,11 +911,15 @@ fn list(
             None => return bad("continue key is not valid: illegal base64 data"),
         },
     };
+    let terms = match field_selector(request) {
+        Ok(terms) => terms,
+        Err(response) => return *response,
+    };
     let store = shared.lock();
     let mut items = Vec::new();
     let mut next = None;
     for (key, object) in &store.others {
-        if !in_scope(key, kind, namespace) {
+        if !in_scope(key, kind, namespace) || !selected(key, &terms) {
             continue;
         }
         if after.as_ref().is_some_and(|(ns, name)| {
@@ -614,6 +979,10 @@ fn watch(
         .unwrap_or(1800u64);
     let from = request.param("resourceVersion").unwrap_or("").to_string();
     let namespace = namespace.map(str::to_string);
+    let terms = match field_selector(request) {
+        Ok(terms) => terms,
+        Err(response) => return *response,
+    };
     let mut changed = shared.changed.subscribe();
     let mut first = Vec::new();
     let mut sent;
@@ -622,7 +991,7 @@ fn watch(
         match from.as_str() {
             "" | "0" => {
                 for (key, object) in &store.others {
-                    if in_scope(key, kind, namespace.as_deref()) {
+                    if in_scope(key, kind, namespace.as_deref()) && selected(key, &terms) {
                         first.push(frame("ADDED", served(kind, object)));
                     }
                 }
@@ -662,7 +1031,9 @@ fn watch(
                     sent = u64::MAX;
                 } else {
                     for event in store.other_events.iter().filter(|e| e.rv > sent) {
-                        if in_scope(&event.key, kind, namespace.as_deref()) {
+                        if in_scope(&event.key, kind, namespace.as_deref())
+                            && selected(&event.key, &terms)
+                        {
                             out.push(frame(event.kind, served(kind, &event.object)));
                         }
                     }
