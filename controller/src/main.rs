@@ -32,8 +32,12 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// Read the ServiceEntries of this namespace only. Default: all namespaces.
-    #[arg(long, value_name = "NAMESPACE")]
+    #[arg(long, value_name = "NAMESPACE", conflicts_with = "service_entries")]
     namespace: Option<String>,
+    /// Take the ServiceEntries from these files or directories (repeatable; reloaded when they
+    /// change) instead of the Kubernetes API.
+    #[arg(long, value_name = "PATH")]
+    service_entries: Vec<PathBuf>,
     /// The WasmPlugin whose spec.pluginConfig.table is kept, as <namespace>/<name>.
     #[arg(
         long,
@@ -168,12 +172,19 @@ fn config(args: Args) -> anyhow::Result<Config> {
         }),
         _ => None,
     };
+    let kube = kubernetes::Settings {
+        kubeconfig: args.kubeconfig,
+        namespace: args.namespace,
+        ..kubernetes::Settings::default()
+    };
+    let source = if args.service_entries.is_empty() {
+        catalog::Source::Kubernetes(kube.clone())
+    } else {
+        catalog::Source::Files(args.service_entries)
+    };
     Ok(Config {
-        source: kubernetes::Settings {
-            kubeconfig: args.kubeconfig,
-            namespace: args.namespace,
-            ..kubernetes::Settings::default()
-        },
+        source,
+        kube,
         options,
         plugin,
         ecds,

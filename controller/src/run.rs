@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use catalog::kubernetes::{self, KubeError};
 use catalog::lease::{Elector, LeaseSettings};
+use catalog::watch::WatchError;
+use catalog::{LoadError, Source};
 use policy::Options;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,8 +21,11 @@ use crate::view::View;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the ServiceEntries are (and the WasmPlugin and Lease: the same API server).
-    pub source: kubernetes::Settings,
+    /// Where the ServiceEntries are: the Kubernetes API, or files.
+    pub source: Source,
+    /// The API server of the WasmPlugin and the Lease (and of the ServiceEntries, with
+    /// `Source::Kubernetes`).
+    pub kube: kubernetes::Settings,
     pub options: Options,
     /// The WasmPlugin to keep; `None` writes the ECDS file only.
     pub plugin: Option<PluginRef>,
@@ -47,6 +52,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Kube(#[from] KubeError),
+    #[error("reading the ServiceEntries")]
+    Load(#[from] LoadError),
+    #[error("watching the ServiceEntry files")]
+    Watch(#[from] WatchError),
 }
 
 /// Runs until `stop` turns true: the write in progress finishes, the Lease is given up, then
@@ -72,10 +81,29 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<(), RunE
         }
         None => None,
     };
-    let source = tokio::spawn(kubernetes::run(
-        config.source.clone(),
-        view.sink(Arc::clone(&metrics)),
-    ));
+    // Files are read once before anything else (an unreadable file stops the start, naming
+    // it), then again whenever they change; the API is listed, then watched.
+    let (source, _files) = match &config.source {
+        Source::Kubernetes(settings) => (
+            Some(tokio::spawn(kubernetes::run(
+                settings.clone(),
+                view.sink(Arc::clone(&metrics)),
+            ))),
+            None,
+        ),
+        Source::Files(paths) => {
+            view.load_files(paths, &metrics)?;
+            let (reload_view, reload_metrics, reload_paths) =
+                (view.clone(), Arc::clone(&metrics), paths.clone());
+            let handle = catalog::watch::watch(paths, move || {
+                if let Err(e) = reload_view.load_files(&reload_paths, &reload_metrics) {
+                    reload_metrics.source_errors.inc();
+                    tracing::error!(error = %e, "ServiceEntry files not reloaded; the previous table stays");
+                }
+            })?;
+            (None, Some(handle))
+        }
+    };
     let (observed_tx, observed) = watch::channel(Observed::Unknown);
     let mut tasks = Vec::new();
     let mut elector = None;
@@ -83,7 +111,7 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<(), RunE
     let (_always, mut leading) = watch::channel(true);
     let plugin = match &config.plugin {
         Some(target) => {
-            let (client, _) = kubernetes::client(&config.source).await?;
+            let (client, _) = kubernetes::client(&config.kube).await?;
             let plugin = Plugin::new(client.clone(), target.clone(), config.request_timeout);
             let watcher = Plugin::new(client.clone(), target.clone(), config.request_timeout);
             tasks.push(tokio::spawn(
@@ -115,7 +143,9 @@ pub async fn run(config: Config, stop: watch::Receiver<bool>) -> Result<(), RunE
     if let Some((_, task)) = elector {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    source.abort();
+    if let Some(source) = source {
+        source.abort();
+    }
     for task in tasks {
         task.abort();
     }

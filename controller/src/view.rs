@@ -1,7 +1,9 @@
 //! The controller's view of the cluster's ServiceEntries, fed by `catalog::kubernetes` (list,
-//! then watch), and the table it makes of them.
+//! then watch) or by files (`catalog::load_paths`, reloaded when they change), and the table
+//! it makes of them.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use catalog::kubernetes::{Sink, Trouble};
@@ -83,6 +85,40 @@ impl View {
         })
     }
 
+    /// Replaces every entry (a complete list).
+    pub fn replace(&self, entries: Vec<ServiceEntry>) {
+        self.change(|state| {
+            state.entries = entries.into_iter().map(|e| (e.key(), e)).collect();
+            state.synced = true;
+        });
+    }
+
+    /// Reads the files (a directory is walked) into the view. On an error (a file that cannot
+    /// be read or parsed) the view keeps what it had; entries that parse but do not decode are
+    /// left out and logged, as the API source leaves them out.
+    pub fn load_files(
+        &self,
+        paths: &[PathBuf],
+        metrics: &Metrics,
+    ) -> Result<(), catalog::LoadError> {
+        let loaded = catalog::load_paths(paths)?;
+        let mut entries = Vec::with_capacity(loaded.len());
+        for item in loaded {
+            match item.entry {
+                Ok(entry) => entries.push(entry),
+                Err(error) => {
+                    metrics.invalid_objects.inc();
+                    tracing::warn!(file = %item.source.display(), document = item.document, error = %error, "ServiceEntry left out of the table");
+                }
+            }
+        }
+        metrics
+            .service_entries
+            .set(i64::try_from(entries.len()).unwrap_or(i64::MAX));
+        self.replace(entries);
+        Ok(())
+    }
+
     /// The source's end of the view.
     pub fn sink(&self, metrics: Arc<Metrics>) -> ViewSink {
         ViewSink {
@@ -112,10 +148,7 @@ pub struct ViewSink {
 
 impl Sink for ViewSink {
     fn reset(&mut self, entries: Vec<ServiceEntry>) {
-        self.view.change(|state| {
-            state.entries = entries.into_iter().map(|e| (e.key(), e)).collect();
-            state.synced = true;
-        });
+        self.view.replace(entries);
     }
 
     fn apply(&mut self, entry: ServiceEntry) {

@@ -539,27 +539,71 @@ async fn an_ecds_file_follows_without_a_wasmplugin() {
                 "/var/local/wasm/global_guard.wasm",
             ],
         );
-        let table_in_file = || -> Option<String> {
-            let text = std::fs::read_to_string(&file).ok()?;
-            let response: Value = serde_json::from_str(&text).ok()?;
-            let configuration = response["resources"][0]["typed_config"]["config"]["configuration"]
-                ["value"]
-                .as_str()?
-                .to_string();
-            let configuration: Value = serde_json::from_str(&configuration).ok()?;
-            let table: Table = serde_json::from_value(configuration["table"].clone()).ok()?;
-            Some(table.content_hash())
-        };
         wait_for("the seed's table in the file", || {
-            table_in_file() == expected(std::slice::from_ref(&seed)).hash
+            table_in_file(&file) == expected(std::slice::from_ref(&seed)).hash
         });
         let added = service_entry("bar", "db", "db.bar.global", "127.255.0.3");
         a.create(added.clone());
         wait_for("db.bar.global in the file", || {
-            table_in_file() == expected(&[seed.clone(), added.clone()]).hash
+            table_in_file(&file) == expected(&[seed.clone(), added.clone()]).hash
         });
         assert_eq!(patches(&a), 0, "no WasmPlugin written");
     })
     .await
     .unwrap();
+}
+
+/// The ECDS file's table hash, when the file is there and reads.
+fn table_in_file(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let response: Value = serde_json::from_str(&text).ok()?;
+    let configuration = response["resources"][0]["typed_config"]["config"]["configuration"]
+        ["value"]
+        .as_str()?
+        .to_string();
+    let configuration: Value = serde_json::from_str(&configuration).ok()?;
+    let table: Table = serde_json::from_value(configuration["table"].clone()).ok()?;
+    Some(table.content_hash())
+}
+
+#[test]
+fn files_feed_the_table_and_a_bad_file_keeps_the_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = dir.path().join("serviceentries");
+    std::fs::create_dir_all(&entries).unwrap();
+    let seed = service_entry("foo", "httpbin-bar", "httpbin.bar.global", "127.255.0.2");
+    std::fs::write(entries.join("seed.json"), seed.to_string()).unwrap();
+    let file = dir.path().join("global_guard.json");
+    let kubeconfig = dir.path().join("no-kubeconfig");
+    let controller = Controller::start(
+        &kubeconfig,
+        &[
+            "--no-wasmplugin",
+            "--service-entries",
+            entries.to_str().unwrap(),
+            "--ecds-file",
+            file.to_str().unwrap(),
+            "--wasm-module",
+            "/var/local/wasm/global_guard.wasm",
+        ],
+    );
+    wait_for("the seed's table in the file", || {
+        table_in_file(&file) == expected(std::slice::from_ref(&seed)).hash
+    });
+    let added = service_entry("bar", "db", "db.bar.global", "127.255.0.3");
+    std::fs::write(entries.join("db.json"), added.to_string()).unwrap();
+    let both = expected(&[seed.clone(), added]);
+    wait_for("db.bar.global in the file", || {
+        table_in_file(&file) == both.hash
+    });
+    // A file that does not parse: the error is logged and the table stays.
+    std::fs::write(entries.join("broken.yaml"), "spec: [unclosed\n").unwrap();
+    wait_for("the reload error counted", || {
+        controller.metric("globalmesh_controller_source_errors_total") >= 1.0
+    });
+    assert_eq!(table_in_file(&file), both.hash);
+    assert!(controller
+        .logs()
+        .iter()
+        .any(|l| l.contains("broken.yaml") && l.contains("not reloaded")));
 }
