@@ -17,6 +17,8 @@ pub mod resolve;
 pub mod rules;
 pub mod table;
 pub mod visibility;
+#[cfg(feature = "yaml")]
+pub mod yaml;
 
 pub use check::{
     check_addresses, check_entry, check_objects, check_set, find_duplicates, Checked,
