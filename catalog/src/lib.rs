@@ -50,6 +50,11 @@ use policy::ServiceEntry;
 /// Files larger than this are refused rather than read into memory.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The stack of a thread that parses files: a main thread's. Typed decoding recurses once per
+/// level of nesting, and the deepest document the reader accepts needs under 1 MiB in a
+/// release build but more than the 2 MiB of a spawned thread in a debug one.
+const WORKER_STACK: usize = 8 << 20;
+
 /// One ServiceEntry and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
@@ -72,8 +77,6 @@ pub enum LoadError {
     Parse { path: PathBuf, error: ParseError },
     #[error("{}: file is {size} bytes; the limit is {MAX_FILE_BYTES}", path.display())]
     TooLarge { path: PathBuf, size: u64 },
-    #[error("{}: not valid UTF-8 text", path.display())]
-    NotUtf8 { path: PathBuf },
 }
 
 impl LoadError {
@@ -82,8 +85,7 @@ impl LoadError {
         match self {
             LoadError::Io { path, .. }
             | LoadError::Parse { path, .. }
-            | LoadError::TooLarge { path, .. }
-            | LoadError::NotUtf8 { path } => path,
+            | LoadError::TooLarge { path, .. } => path,
         }
     }
 }
@@ -151,7 +153,8 @@ fn walk(
     Ok(())
 }
 
-/// Reads the ServiceEntries of one file.
+/// Reads the ServiceEntries of one file. Its bytes are taken as `kubectl -f` takes them
+/// ([`policy::yaml::decode_text`]: a BOM dropped, UTF-16 decoded, invalid UTF-8 replaced).
 pub fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
     let io = |error| LoadError::Io {
         path: path.to_path_buf(),
@@ -165,9 +168,7 @@ pub fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
         });
     }
     let bytes = fs::read(path).map_err(io)?;
-    let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
-        path: path.to_path_buf(),
-    })?;
+    let text = policy::yaml::decode_text(&bytes);
     let parsed = parse_str(&text).map_err(|error| LoadError::Parse {
         path: path.to_path_buf(),
         error,
@@ -210,16 +211,19 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Loaded>, LoadError>
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<(usize, Result<Vec<Loaded>, LoadError>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(file) = all.get(i) else { break };
-                        done.push((i, load_file(file)));
-                    }
-                    done
-                })
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .stack_size(WORKER_STACK)
+                    .spawn_scoped(scope, || {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(file) = all.get(i) else { break };
+                            done.push((i, load_file(file)));
+                        }
+                        done
+                    })
+                    .ok()
             })
             .collect();
         workers
@@ -228,7 +232,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Loaded>, LoadError>
             .collect()
     });
     if results.len() != all.len() {
-        // A worker panicked: read what it left on this thread.
+        // A worker panicked or could not be started: read what is left on this thread.
         let seen: HashSet<usize> = results.iter().map(|(i, _)| *i).collect();
         for (i, file) in all.iter().enumerate() {
             if !seen.contains(&i) {
@@ -345,10 +349,46 @@ mod tests {
     }
 
     #[test]
-    fn binary_file_is_refused_by_name() {
+    fn binary_file_is_refused_by_name_with_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.yaml");
-        fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
-        assert!(matches!(load_path(&path), Err(LoadError::NotUtf8 { .. })));
+        fs::write(&path, [b'a', b':', b' ', 0x00, 0xff]).unwrap();
+        let err = load_path(&path).unwrap_err();
+        assert!(
+            matches!(&err, LoadError::Parse { error, .. } if error.line == Some(1)),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with(&path.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn files_are_decoded_as_kubectl_decodes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = SE.replace("NAME", "a");
+        let mut utf16 = vec![0xff, 0xfe];
+        utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut bom = vec![0xef, 0xbb, 0xbf];
+        bom.extend(text.as_bytes());
+        // Invalid UTF-8 in a comment is replaced, as kubectl replaces it.
+        let mut latin1 = b"# caf\xe9\n".to_vec();
+        latin1.extend(text.as_bytes());
+        for (name, bytes) in [
+            ("utf16.yaml", utf16),
+            ("bom.yaml", bom),
+            ("latin1.yaml", latin1),
+        ] {
+            let path = dir.path().join(name);
+            fs::write(&path, bytes).unwrap();
+            let loaded = load_path(&path).unwrap();
+            assert_eq!(loaded.len(), 1, "{name}");
+            assert_eq!(
+                loaded[0].entry.as_ref().unwrap().spec.hosts,
+                ["a.bar.global"],
+                "{name}"
+            );
+        }
     }
 }

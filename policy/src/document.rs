@@ -1,28 +1,37 @@
-//! Reading ServiceEntries out of text as people keep them: one YAML document, several, JSON, or a
-//! `kind: List` as `kubectl get -o yaml|json` prints it. Objects of other kinds are skipped.
+//! Reading ServiceEntries out of text as people keep them: one YAML document, several, a JSON
+//! stream, or a `kind: List` as `kubectl get -o yaml|json` prints it. The text is read as
+//! `kubectl -f` and the API server read it ([`crate::yaml`]): the same documents, the same
+//! values (`yes` is `true`, `[2001:db8::, 10.0.0.1]` two strings), the same refusals. Objects
+//! of other kinds are skipped.
 //!
-//! Two kinds of failure are kept apart: text that is not YAML or JSON at all ([`ParseError`]),
-//! and a ServiceEntry that does not fit the schema ([`DecodeError`], with the field path), which
-//! is reported like any other rule so the other entries of the file are still checked.
+//! Two kinds of failure are kept apart: text that kubectl would refuse or that holds no
+//! Kubernetes objects ([`ParseError`], with the line and column), and a ServiceEntry that does
+//! not fit the schema ([`DecodeError`], with the field path), which is reported like any other
+//! rule so the other entries of the file are still checked.
+//!
+//! Entries are decoded straight from the reader's nodes into the model; a `serde_json::Value`
+//! is built only for an entry that fails, to name the field ([`decode`]).
 
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::finding::{Finding, Rule};
-use crate::model::{check_type, is_service_entry_type, ObjectKey, ServiceEntry, TypeError};
+#[cfg(feature = "yaml")]
+use crate::model::is_service_entry_type;
+use crate::model::{check_type, ObjectKey, ServiceEntry, TypeError};
+#[cfg(feature = "yaml")]
+use crate::yaml;
 
 /// Nesting of `kind: List` inside `kind: List` that is still followed.
+#[cfg(feature = "yaml")]
 const MAX_LIST_DEPTH: usize = 8;
 
-/// Text that could not be read as YAML or JSON.
+/// Text that could not be read as YAML or JSON, or a document that is not a Kubernetes object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{message}", location(*line, *column))]
 pub struct ParseError {
-    /// 1-based line, where the parser gives one.
+    /// 1-based line, where the reader gives one.
     pub line: Option<usize>,
+    /// 1-based column, in characters.
     pub column: Option<usize>,
     pub message: String,
 }
@@ -53,338 +62,184 @@ impl DecodeError {
 /// One ServiceEntry found in a text, or why the object is not a valid one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
-    /// 1-based number of the YAML document (or 1 for JSON) that held the object.
+    /// 1-based number of the document that held the object, in the order kubectl splits the
+    /// text: YAML at `---` lines (a `---` right after another starts no empty document; one of
+    /// only comments counts), a JSON stream value by value.
     pub document: usize,
     pub entry: Result<ServiceEntry, DecodeError>,
 }
 
-/// Every ServiceEntry in `text`, in order. JSON is recognised by a leading `{` or `[`.
+/// Every ServiceEntry in `text`, in order.
 ///
-/// The text is read in one pass: the items of a `kind: List` are decoded one at a time as the
-/// parser reaches them, so a large list is never held as one tree of values. A syntax error
-/// anywhere in a document is reported before what is wrong with its shape.
+/// The documents are those `kubectl -f` reads: a text whose first character other than
+/// whitespace is `{` is a stream of JSON values (falling back to YAML as kubectl does), any
+/// other text YAML documents split at `---` lines. Documents that are empty or null are
+/// skipped; one that kubectl refuses ends the reading with its line and column.
+///
+/// Each document is read in one pass: the items of a `kind: List` are decoded one at a time
+/// as the reader reaches them, so a large list is never held as one tree. Within a document,
+/// a syntax error is reported first, then a value kubectl cannot convert (`.inf`, a null key),
+/// then an item or document that is not an object.
+#[cfg(feature = "yaml")]
 pub fn parse_str(text: &str) -> Result<Vec<Parsed>, ParseError> {
-    let mut found = Found::default();
-    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let mut reader = serde_json::Deserializer::from_str(trimmed);
-        Objects::top(1, &mut found)
-            .deserialize(&mut reader)
-            .and_then(|()| reader.end())
-            .map_err(|e| {
-                // Line numbers count from the trimmed text; add back the leading lines.
-                let skipped = text.len() - trimmed.len();
-                let offset = text[..skipped].matches('\n').count();
-                ParseError {
-                    line: Some(e.line() + offset).filter(|l| *l > 0),
-                    column: Some(e.column()).filter(|c| *c > 0),
-                    message: json_message(&e),
-                }
-            })?;
-        found.check(None)?;
-        return Ok(found.parsed);
+    let mut parsed = Vec::new();
+    for (i, document) in yaml::documents(text).enumerate() {
+        read_document(i + 1, document, &mut parsed)?;
     }
-    parse_yaml(text, &mut found)?;
-    Ok(found.parsed)
-}
-
-/// What a document held so far: its ServiceEntries, and the first node that is not a
-/// Kubernetes object, reported once the whole document has been read.
-#[derive(Default)]
-struct Found {
-    parsed: Vec<Parsed>,
-    failure: Option<String>,
-}
-
-impl Found {
-    fn fail(&mut self, message: String) {
-        self.failure.get_or_insert(message);
-    }
-
-    /// The failure of a document read to its end, named with the document's number when the
-    /// text may hold several.
-    fn check(&mut self, document: Option<usize>) -> Result<(), ParseError> {
-        match self.failure.take() {
-            None => Ok(()),
-            Some(message) => Err(ParseError {
-                line: None,
-                column: None,
-                message: match document {
-                    Some(n) => format!("document {n}: {message}"),
-                    None => message,
-                },
-            }),
-        }
-    }
-}
-
-fn json_message(e: &serde_json::Error) -> String {
-    // serde_json appends " at line X column Y"; the location is given separately.
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(pos) => text[..pos].to_string(),
-        None => text,
-    }
+    Ok(parsed)
 }
 
 #[cfg(feature = "yaml")]
-fn parse_yaml(text: &str, found: &mut Found) -> Result<(), ParseError> {
-    for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
-        Objects::top(i + 1, found)
-            .deserialize(document)
-            .map_err(|e| {
-                let location = e.location();
-                let message = e.to_string();
-                // serde_norway appends " at line X column Y"; it is given separately.
-                let message = match message.rfind(" at line ") {
-                    Some(pos) => message[..pos].to_string(),
-                    None => message,
-                };
-                ParseError {
-                    line: location.as_ref().map(|l| l.line()),
-                    column: location.as_ref().map(|l| l.column()),
-                    message: format!("document {}: {message}", i + 1),
-                }
-            })?;
-        found.check(Some(i + 1))?;
+fn read_document(
+    number: usize,
+    document: Result<yaml::Document<'_>, yaml::Error>,
+    out: &mut Vec<Parsed>,
+) -> Result<(), ParseError> {
+    let located = |e: yaml::Error| ParseError {
+        line: e.line,
+        column: e.column,
+        message: format!("document {number}: {}", e.message),
+    };
+    let mut items = Items {
+        document: number,
+        parsed: Vec::new(),
+        count: 0,
+        failure: None,
+        conversion: None,
+    };
+    let Some(node) = document
+        .and_then(|d| d.read(|item| items.push(&item)))
+        .map_err(located)?
+    else {
+        return Ok(());
+    };
+    if let Some(e) = items.conversion {
+        return Err(located(e));
     }
+    let is_list = node.is_mapping() && is_list_kind(node.str_field("kind"));
+    if !is_list {
+        // Items of an object that is not a List are not objects of the document.
+        return read_node(&node, number, 0, out).map_err(|failure| match failure {
+            Failure::Conversion(e) => located(e),
+            Failure::Shape(message) => located(at(&node, message)),
+        });
+    }
+    node.validate().map_err(located)?;
+    if let Some(e) = items.failure {
+        return Err(located(e));
+    }
+    out.append(&mut items.parsed);
     Ok(())
 }
 
-#[cfg(not(feature = "yaml"))]
-fn parse_yaml(_text: &str, _found: &mut Found) -> Result<(), ParseError> {
-    Err(ParseError {
-        line: None,
-        column: None,
-        message: "expected JSON (this build reads no YAML)".to_string(),
-    })
+/// What the elements of a document's top-level `items` held, kept until the document turns
+/// out to be a List or not (`kind` may come after `items`, as in `kubectl get -o json`): the
+/// ServiceEntries decoded from them, never the elements themselves.
+#[cfg(feature = "yaml")]
+struct Items {
+    document: usize,
+    parsed: Vec<Parsed>,
+    count: usize,
+    /// The first element that is not an object (an error only if the document is a List).
+    failure: Option<yaml::Error>,
+    /// The first value kubectl cannot convert (an error whatever the document is).
+    conversion: Option<yaml::Error>,
 }
 
-/// Reads one node of a document as the parser delivers it: nothing, a Kubernetes object, or a
-/// list of them. An object's fields are kept as values, except `items`, whose entries are
-/// decoded one by one and kept only until the object turns out to be a List or not (`kind`
-/// may come after `items`, as in `kubectl get -o json`).
-struct Objects<'a> {
+#[cfg(feature = "yaml")]
+impl Items {
+    fn push(&mut self, item: &yaml::Node<'_>) {
+        let index = self.count;
+        self.count += 1;
+        if self.conversion.is_some() {
+            return;
+        }
+        if self.failure.is_some() {
+            // What is read now is dropped; only a conversion error would still count.
+            if let Err(e) = item.validate() {
+                self.conversion = Some(e);
+            }
+            return;
+        }
+        match read_node(item, self.document, 1, &mut self.parsed) {
+            Ok(()) => {}
+            Err(Failure::Conversion(e)) => self.conversion = Some(e),
+            Err(Failure::Shape(message)) => {
+                self.failure = Some(at(item, format!("items[{index}]: {message}")));
+            }
+        }
+    }
+}
+
+/// Why a node gave no objects.
+#[cfg(feature = "yaml")]
+enum Failure {
+    /// A value kubectl cannot convert to JSON.
+    Conversion(yaml::Error),
+    /// Something that is not a Kubernetes object where one belongs.
+    Shape(String),
+}
+
+#[cfg(feature = "yaml")]
+impl From<yaml::Error> for Failure {
+    fn from(e: yaml::Error) -> Self {
+        Failure::Conversion(e)
+    }
+}
+
+/// An error at the start of `node`.
+#[cfg(feature = "yaml")]
+fn at(node: &yaml::Node<'_>, message: String) -> yaml::Error {
+    yaml::Error {
+        line: Some(node.line()),
+        column: Some(node.column()),
+        message,
+    }
+}
+
+/// The ServiceEntries of one node at `depth` lists down: nothing for null, the entry of a
+/// ServiceEntry decoded straight into the model, nothing for an object of another kind. The
+/// rare rest (sequences, nested Lists, scalars) goes through its value ([`collect`]).
+#[cfg(feature = "yaml")]
+fn read_node(
+    node: &yaml::Node<'_>,
     document: usize,
     depth: usize,
-    found: &'a mut Found,
-}
-
-impl<'a> Objects<'a> {
-    fn top(document: usize, found: &'a mut Found) -> Self {
-        Objects {
-            document,
-            depth: 0,
-            found,
-        }
+    out: &mut Vec<Parsed>,
+) -> Result<(), Failure> {
+    if node.is_null() {
+        return Ok(());
     }
-
-    fn scalar<E: de::Error>(self, value: Value) -> Result<(), E> {
-        self.found.fail(not_an_object(&value));
-        Ok(())
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Objects<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Objects<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Kubernetes object or a list of them")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.scalar(Value::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.scalar(Value::from(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.scalar(Value::from(v))
-    }
-
-    // Beyond 64 bits a number has no `Value`; it is named from its digits.
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<(), E> {
-        self.found.fail(misplaced("the number", v.to_string()));
-        Ok(())
-    }
-
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<(), E> {
-        self.found.fail(misplaced("the number", v.to_string()));
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.scalar(Value::from(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.scalar(Value::from(v))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let depth = self.depth + 1;
-        let document = self.document;
-        loop {
-            let item = Objects {
-                document,
-                depth,
-                found: &mut *self.found,
-            };
-            if seq.next_element_seed(item)?.is_none() {
-                return Ok(());
-            }
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut fields = serde_json::Map::new();
-        let mut items = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "items" {
-                let read = map.next_value_seed(ItemsSeed {
-                    document: self.document,
-                    depth: self.depth + 1,
-                })?;
-                // What an object that is not a List gets to see of its `items`: the value,
-                // or for a list an empty one (a ServiceEntry refuses the field either way).
-                match read {
-                    Items::Other(value) => {
-                        fields.insert(key, value);
-                        items = None;
-                    }
-                    list @ Items::List { .. } => {
-                        fields.insert(key, Value::Array(Vec::new()));
-                        items = Some(list);
-                    }
-                }
+    if node.is_mapping() {
+        let kind = node.str_field("kind");
+        if !is_list_kind(kind) {
+            let api_version = node.str_field("apiVersion").unwrap_or("");
+            if is_service_entry_type(api_version, kind.unwrap_or("")) {
+                let entry = decode_node(node)?;
+                out.push(Parsed { document, entry });
             } else {
-                fields.insert(key, map.next_value()?);
-            }
-        }
-        if let (true, Some(Items::List { objects, failure })) = (is_list_kind(&fields), items) {
-            if self.depth >= MAX_LIST_DEPTH {
-                self.found.fail("lists nested too deeply".to_string());
-            } else if let Some(failure) = failure {
-                self.found.fail(failure);
-            } else {
-                self.found.parsed.extend(objects);
+                node.validate()?;
             }
             return Ok(());
         }
-        if is_service_entry(&fields) {
-            self.found.parsed.push(Parsed {
-                document: self.document,
-                entry: decode(Value::Object(fields)),
-            });
+    }
+    collect(node.to_value()?, document, depth, out).map_err(Failure::Shape)
+}
+
+/// [`decode`] of a node: straight into the model, and through its value only when that fails,
+/// to say where. Fails only where kubectl could not convert the node at all.
+#[cfg(feature = "yaml")]
+fn decode_node(node: &yaml::Node<'_>) -> Result<Result<ServiceEntry, DecodeError>, yaml::Error> {
+    if let Ok(entry) = node.deserialize::<ServiceEntry>() {
+        if check_type(&entry.api_version, &entry.kind).is_ok() {
+            return Ok(Ok(entry));
         }
-        Ok(())
     }
+    Ok(decode(node.to_value()?))
 }
 
-/// The value of an object's `items` field.
-enum Items {
-    /// A sequence: the ServiceEntries of its entries, and the first entry that is not an
-    /// object (an error only if the object is a List).
-    List {
-        objects: Vec<Parsed>,
-        failure: Option<String>,
-    },
-    Other(Value),
-}
-
-/// Reads an object's `items` into [`Items`].
-struct ItemsSeed {
-    document: usize,
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for ItemsSeed {
-    type Value = Items;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Items, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ItemsSeed {
-    type Value = Items;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any value")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
-        let mut objects = Vec::new();
-        let mut failure = None;
-        let mut index = 0;
-        while let Some(item) = seq.next_element::<Value>()? {
-            if failure.is_none() {
-                if let Err(e) = collect(item, self.document, self.depth, &mut objects) {
-                    failure = Some(format!("items[{index}]: {e}"));
-                }
-            }
-            index += 1;
-        }
-        Ok(Items::List { objects, failure })
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Items, A::Error> {
-        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Items::Other)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Items, E> {
-        Ok(Items::Other(Value::Bool(v)))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Items, E> {
-        Ok(Items::Other(Value::from(v)))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Items, E> {
-        Ok(Items::Other(Value::from(v)))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Items, E> {
-        Ok(Items::Other(Value::from(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Items, E> {
-        Ok(Items::Other(Value::from(v)))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Items, E> {
-        Ok(Items::Other(Value::Null))
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Items, E> {
-        Ok(Items::Other(Value::Null))
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Items, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-/// The Kubernetes objects in a value that is an item of a List: [`Objects`] for a value
-/// already read.
+/// The Kubernetes objects in a value that is a document or an item of a List.
+#[cfg(feature = "yaml")]
 fn collect(
     value: Value,
     document: usize,
@@ -400,7 +255,8 @@ fn collect(
             Ok(())
         }
         Value::Object(mut map) => {
-            if is_list_kind(&map) && map.get("items").is_some_and(Value::is_array) {
+            let field = |name| map.get(name).and_then(Value::as_str);
+            if is_list_kind(field("kind")) && map.get("items").is_some_and(Value::is_array) {
                 if depth >= MAX_LIST_DEPTH {
                     return Err("lists nested too deeply".to_string());
                 }
@@ -411,7 +267,10 @@ fn collect(
                 }
                 return Ok(());
             }
-            if is_service_entry(&map) {
+            if is_service_entry_type(
+                field("apiVersion").unwrap_or(""),
+                field("kind").unwrap_or(""),
+            ) {
                 out.push(Parsed {
                     document,
                     entry: decode(Value::Object(map)),
@@ -424,20 +283,13 @@ fn collect(
 }
 
 /// Whether an object's `kind` names a list (`List`, `ServiceEntryList`, ...).
-fn is_list_kind(fields: &serde_json::Map<String, Value>) -> bool {
-    fields
-        .get("kind")
-        .and_then(Value::as_str)
-        .is_some_and(|kind| kind.ends_with("List"))
-}
-
-/// Whether an object's `kind` and `apiVersion` make it a ServiceEntry of the group.
-fn is_service_entry(fields: &serde_json::Map<String, Value>) -> bool {
-    let field = |name| fields.get(name).and_then(Value::as_str).unwrap_or("");
-    is_service_entry_type(field("apiVersion"), field("kind"))
+#[cfg(feature = "yaml")]
+fn is_list_kind(kind: Option<&str>) -> bool {
+    kind.is_some_and(|kind| kind.ends_with("List"))
 }
 
 /// What is said of a scalar found where an object or a list belongs.
+#[cfg(feature = "yaml")]
 fn not_an_object(value: &Value) -> String {
     let what = match value {
         Value::Bool(_) => "the boolean",
@@ -445,11 +297,7 @@ fn not_an_object(value: &Value) -> String {
         Value::String(_) => "the string",
         Value::Null | Value::Array(_) | Value::Object(_) => "the value",
     };
-    misplaced(what, value.to_string())
-}
-
-/// `what` (shown as `shown`, cut short when long) found where an object or a list belongs.
-fn misplaced(what: &str, mut shown: String) -> String {
+    let mut shown = value.to_string();
     const SHOWN: usize = 40;
     if shown.chars().count() > SHOWN {
         shown = shown.chars().take(SHOWN).chain("...".chars()).collect();
@@ -509,6 +357,7 @@ fn key_of(value: &Value) -> ObjectKey {
 }
 
 #[cfg(test)]
+#[cfg(feature = "yaml")]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -546,7 +395,7 @@ mod tests {
     fn reads_typed_list_in_yaml() {
         let text = format!(
             "apiVersion: networking.istio.io/v1\nkind: ServiceEntryList\nitems:\n- {}\n",
-            serde_json::to_string(&serde_norway::from_str::<Value>(SE).unwrap()).unwrap()
+            serde_json::to_string(&whole_values(SE).unwrap()[0]).unwrap()
         );
         assert_eq!(parse_str(&text).unwrap().len(), 1);
     }
@@ -559,8 +408,12 @@ mod tests {
 
     #[test]
     fn json_syntax_error_names_the_line() {
-        let err = parse_str("\n\n{\"kind\": }").unwrap_err();
-        assert_eq!(err.line, Some(3), "{err}");
+        let err = parse_str("\n\n{\"kind\": ]").unwrap_err();
+        assert_eq!((err.line, err.column), (Some(3), Some(10)), "{err}");
+        assert!(err.message.starts_with("document 1: json: "), "{err}");
+        // Not JSON but YAML (a flow mapping whose `kind` is null), as kubectl falls back to
+        // reading it: no object of any kind.
+        assert_eq!(parse_str("\n\n{\"kind\": }").unwrap(), []);
     }
 
     #[test]
@@ -610,15 +463,34 @@ mod tests {
         assert_eq!(decode(value).unwrap_err().path, "kind");
     }
 
-    /// What `parse_str` must agree with: the whole document read as one value first.
+    /// The documents of `text` as whole values, the streamed items of a List put back.
+    fn whole_values(text: &str) -> Result<Vec<Value>, String> {
+        let mut out = Vec::new();
+        for document in yaml::documents(text) {
+            let mut items = Vec::new();
+            let node = document
+                .and_then(|d| d.read(|item| items.push(item.to_value())))
+                .map_err(|e| e.located())?;
+            let items: Vec<Value> = items
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.located())?;
+            let Some(node) = node else { continue };
+            let mut value = node.to_value().map_err(|e| e.located())?;
+            if let (Some(object), false) = (value.as_object_mut(), items.is_empty()) {
+                object.insert("items".to_string(), Value::Array(items));
+            }
+            out.push(value);
+        }
+        Ok(out)
+    }
+
+    /// What `parse_str` must agree with: each document read as one value first.
     fn read_whole(text: &str) -> Result<Vec<Parsed>, String> {
         let mut out = Vec::new();
-        let value: Value = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| e.to_string())?
-        } else {
-            serde_norway::from_str(text).map_err(|e| e.to_string())?
-        };
-        collect(value, 1, 0, &mut out)?;
+        for value in whole_values(text)? {
+            collect(value, 1, 0, &mut out)?;
+        }
         Ok(out)
     }
 
@@ -808,25 +680,37 @@ mod tests {
 
     #[test]
     fn a_syntax_error_is_reported_before_a_scalar_in_the_wrong_place() {
-        let err = parse_str(r#"{"kind":"List","items":[1]} x"#).unwrap_err();
-        assert!(err.message.contains("trailing characters"), "{err}");
-        assert_eq!(err.column, Some(29), "{err}");
+        let err = parse_str(r#"{"kind":"List","items":[1] x}"#).unwrap_err();
+        assert!(err.message.contains("invalid character 'x'"), "{err}");
+        assert_eq!((err.line, err.column), (Some(1), Some(28)), "{err}");
         let err = parse_str("[1, {").unwrap_err();
-        assert!(err.message.contains("EOF"), "{err}");
-        let err = parse_str("kind: List\nitems: [1]\nx: [\n").unwrap_err();
         assert!(
-            err.line.is_some(),
-            "a YAML syntax error has its line: {err}"
+            err.message.contains("did not find expected node content"),
+            "{err}"
         );
+        let err = parse_str("kind: List\nitems: [1]\nx: [\n").unwrap_err();
+        assert!(err.message.contains("expected node content"), "{err}");
+        assert_eq!(err.line, Some(4), "{err}");
+    }
+
+    #[test]
+    fn documents_are_reported_in_order() {
+        // A JSON stream's first value holds a scalar item; what follows it is no JSON. kubectl
+        // reads the first document before it meets the second.
+        let err = parse_str(r#"{"kind":"List","items":[1]} x"#).unwrap_err();
+        assert!(err.message.starts_with("document 1: items[0]: "), "{err}");
+        assert_eq!((err.line, err.column), (Some(1), Some(25)), "{err}");
+        let err = parse_str(&format!("{SE}---\nkind: [\n")).unwrap_err();
+        assert!(err.message.starts_with("document 2: "), "{err}");
     }
 
     #[test]
     fn a_number_beyond_64_bits_is_named_as_a_number() {
+        // go-yaml reads a plain integer beyond 64 bits as a float, as the API server sees it.
         let err = parse_str("99999999999999999999\n").unwrap_err();
-        assert!(
-            err.message.contains("the number 99999999999999999999"),
-            "{err}"
-        );
+        assert!(err.message.contains("the number 1e+20 where"), "{err}");
+        let err = parse_str(r#"{"kind":"List","items":[99999999999999999999]}"#).unwrap_err();
+        assert!(err.message.contains("the number 1e+20 where"), "{err}");
     }
 
     #[test]

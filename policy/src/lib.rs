@@ -25,7 +25,9 @@ pub use check::{
     DuplicateAddress,
 };
 pub use cluster::Cluster;
-pub use document::{parse_str, DecodeError, ParseError, Parsed};
+#[cfg(feature = "yaml")]
+pub use document::parse_str;
+pub use document::{DecodeError, ParseError, Parsed};
 pub use finding::{Enforcer, Finding, Findings, Rule, Severity};
 pub use hosts::HostIndex;
 pub use index::{AddressIndex, Conflict};

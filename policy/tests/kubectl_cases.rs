@@ -3,7 +3,8 @@
 //! `-f` path: BOM override, `YAMLOrJSONDecoder`, empty/null documents skipped). For every case
 //! the documents we read must be the documents kubectl would send, as JSON values (numbers
 //! typed as the API server reads them: an integer when written without fraction or exponent),
-//! and where kubectl fails we must fail.
+//! and where kubectl fails we must fail. The last tests read ServiceEntries of such text through
+//! `policy::parse_str`, as the servers and the checker read them.
 // Test code: a failing unwrap is a failing test.
 #![allow(
     clippy::unwrap_used,
@@ -127,4 +128,124 @@ fn kubectl_cases() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A ServiceEntry as people write it, with values that kubectl and the API server read and
+/// that a YAML 1.2 reader (serde_norway) refuses: IPv6 addresses ending in `::` in a flow
+/// sequence, an IPv6 address in a flow mapping, ports written as floats, octal and hex, and
+/// text after the document's end marker.
+const TRICKY: &str = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: ext
+  namespace: ns1
+  labels:
+    tier: \"no\"
+spec:
+  hosts: [api.ns1.global]
+  addresses: [2001:db8::, 10.0.0.1]
+  ports:
+  - {number: 8000.0, name: http, protocol: HTTP}
+  - number: 1e3
+    name: tcp
+  - number: 0777
+    name: octal
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - {address: 2001:db8::1, ports: {http: 0x3C53}}
+...
+what follows the end of a document is not read
+";
+
+#[test]
+fn parse_str_reads_service_entries_as_kubectl_does() {
+    assert!(
+        serde_norway::from_str::<Value>(TRICKY).is_err(),
+        "serde_norway reads this text now; the test no longer shows a difference"
+    );
+    let parsed = policy::parse_str(TRICKY).unwrap();
+    assert_eq!(parsed.len(), 1);
+    let entry = parsed[0].entry.as_ref().unwrap();
+    assert_eq!(entry.metadata.labels["tier"], "no");
+    assert_eq!(entry.spec.hosts, ["api.ns1.global"]);
+    assert_eq!(entry.spec.addresses, ["2001:db8::", "10.0.0.1"]);
+    let ports: Vec<_> = entry.spec.ports.iter().map(|p| p.number).collect();
+    assert_eq!(ports, [Some(8000), Some(1000), Some(511)]);
+    let endpoints = entry.spec.endpoint_list.as_ref().unwrap();
+    assert_eq!(endpoints[0].address.as_deref(), Some("2001:db8::1"));
+    assert_eq!(endpoints[0].ports.as_ref().unwrap()["http"], 15443);
+}
+
+#[test]
+fn parse_str_reads_yaml_1_1_scalars_as_the_api_server_sees_them() {
+    // `on` is a boolean to go-yaml: the API server refuses it as a label value, and so does
+    // the decoding, naming the field.
+    let text = TRICKY.replace("tier: \"no\"", "tier: on");
+    let parsed = policy::parse_str(&text).unwrap();
+    let err = parsed[0].entry.as_ref().unwrap_err();
+    assert_eq!(err.path, "metadata.labels.tier");
+    assert!(err.message.contains("boolean `true`"), "{}", err.message);
+    // A port written as a quoted string stays a string, which the schema refuses.
+    let text = TRICKY.replace("number: 1e3", "number: \"1000\"");
+    let parsed = policy::parse_str(&text).unwrap();
+    assert_eq!(
+        parsed[0].entry.as_ref().unwrap_err().path,
+        "spec.ports[1].number"
+    );
+}
+
+#[test]
+fn parse_str_reads_json_streams_as_kubectl_does() {
+    let entry = |name: &str| {
+        format!(
+            r#"{{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{{"name":"{name}"}},"spec":{{"hosts":["{name}.ns.global"]}}}}"#
+        )
+    };
+    let text = format!("{}\n{}\n", entry("a"), entry("b"));
+    let parsed = policy::parse_str(&text).unwrap();
+    let found: Vec<_> = parsed
+        .iter()
+        .map(|p| (p.document, p.entry.as_ref().unwrap().key().name))
+        .collect();
+    assert_eq!(found, [(1, "a".to_string()), (2, "b".to_string())]);
+}
+
+#[test]
+fn parse_str_refuses_what_kubectl_refuses_with_line_and_column() {
+    let cases = [
+        // A `?` inside a plain scalar of a flow sequence ends it, for go-yaml.
+        (
+            TRICKY.replace("10.0.0.1]", "http://x.com/a?b=c]"),
+            (10, 41),
+            "did not find expected ',' or ']'",
+        ),
+        // Infinity has no JSON form: YAMLToJSON refuses the document.
+        (
+            TRICKY.replace("number: 1e3", "number: .inf"),
+            (13, 13),
+            "unsupported value: +Inf",
+        ),
+        // Even in an object that is not a ServiceEntry.
+        (
+            format!("{TRICKY}---\nkind: ConfigMap\ndata:\n  ~: x\n"),
+            (26, 3),
+            "unsupported map key",
+        ),
+        (
+            TRICKY.replace("...\n", "--- {a: 1}\n"),
+            (21, 1),
+            "invalid Yaml document separator",
+        ),
+    ];
+    for (text, (line, column), message) in &cases {
+        let err = policy::parse_str(text).unwrap_err();
+        assert_eq!(
+            (err.line, err.column),
+            (Some(*line), Some(*column)),
+            "{err}"
+        );
+        assert!(err.message.contains(message), "{err}");
+    }
 }

@@ -91,6 +91,38 @@ fn any_service_entry() -> impl Strategy<Value = Value> {
         )
 }
 
+/// `value` as block YAML with every string quoted, so that kubectl reads the same value (a
+/// YAML 1.2 writer leaves `y` or `on` plain, which go-yaml reads as booleans).
+fn block_yaml(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    let child = |value: &Value, indent: usize, out: &mut String| match value {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            block_yaml(value, indent + 2, out);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            block_yaml(value, indent + 2, out);
+        }
+        _ => out.push_str(&format!(" {value}\n")),
+    };
+    match value {
+        Value::Object(m) if !m.is_empty() => {
+            for (key, value) in m {
+                out.push_str(&format!("{pad}{}:", Value::from(key.as_str())));
+                child(value, indent, out);
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for element in a {
+                out.push_str(&format!("{pad}-"));
+                child(element, indent, out);
+            }
+        }
+        _ => out.push_str(&format!("{pad}{value}\n")),
+    }
+}
+
 fn check_text(text: &str) {
     if let Ok(parsed) = parse_str(text) {
         let entries: Vec<_> = parsed
@@ -135,7 +167,8 @@ proptest! {
     #[test]
     fn yaml_and_json_forms_agree(entry in any_service_entry()) {
         let json_text = entry.to_string();
-        let yaml_text = serde_norway::to_string(&entry).unwrap();
+        let mut yaml_text = String::new();
+        block_yaml(&entry, 0, &mut yaml_text);
         let from_json = parse_str(&json_text).unwrap();
         let from_yaml = parse_str(&yaml_text).unwrap();
         prop_assert_eq!(from_json, from_yaml);

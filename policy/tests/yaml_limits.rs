@@ -126,8 +126,10 @@ fn limits_match_kubectl() {
 
 /// The deepest input the reader accepts ([`policy::yaml::MAX_DEPTH`] levels) is read, converted
 /// and decoded on a thread with the default stack of a spawned thread (2 MiB) in a release
-/// build. Unoptimised code needs more for the recursion of typed decoding (between 2 and 4 MiB):
-/// a debug build is held to a main thread's 8 MiB.
+/// build; also as the `status` of a ServiceEntry through `parse_str`, on the typed path and on
+/// the path that names a field in error. Unoptimised code needs more for the recursion of typed
+/// decoding (between 2 and 4 MiB): a debug build is held to a main thread's 8 MiB, which the
+/// workers of `catalog::load_paths` get too.
 #[test]
 fn deepest_input_is_read_on_a_small_stack() {
     let stack = if cfg!(debug_assertions) {
@@ -137,6 +139,15 @@ fn deepest_input_is_read_on_a_small_stack() {
     };
     let levels = policy::yaml::MAX_DEPTH;
     let deep = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    let entry = |extra: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: a}}\n\
+             spec: {{hosts: [a.b.global]}}\n{extra}status: {}{}\n",
+            "[".repeat(levels - 1),
+            "]".repeat(levels - 1)
+        )
+    };
+    let (good, bad) = (entry(""), entry("extra: 1\n"));
     let reader = std::thread::Builder::new()
         .stack_size(stack)
         .spawn(move || {
@@ -146,6 +157,10 @@ fn deepest_input_is_read_on_a_small_stack() {
                 node.to_value().unwrap(),
                 node.deserialize::<Value>().unwrap()
             );
+            let parsed = policy::parse_str(&good).unwrap();
+            assert!(parsed[0].entry.as_ref().unwrap().status.is_some());
+            let parsed = policy::parse_str(&bad).unwrap();
+            assert_eq!(parsed[0].entry.as_ref().unwrap_err().path, "extra");
             // One level more is refused.
             let deeper = format!("[{deep}]");
             let err = policy::yaml::documents(&deeper)
