@@ -23,6 +23,8 @@ pub struct Catalog {
     paths: Vec<PathBuf>,
     options: Options,
     search_domains: Vec<String>,
+    /// The namespace whose view is answered (`exportTo`).
+    namespace: Option<String>,
     zone_config: ZoneConfig,
     zone: ArcSwap<Zone>,
     ready: AtomicBool,
@@ -36,14 +38,16 @@ impl Catalog {
         paths: Vec<PathBuf>,
         options: Options,
         search_domains: Vec<String>,
+        namespace: Option<String>,
         zone_config: ZoneConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let (empty, _) = HostTable::build([], &options, &search_domains);
+        let (empty, _) = HostTable::build([], &options, &search_domains, namespace.as_deref());
         Self {
             paths,
             options,
             search_domains,
+            namespace,
             zone: ArcSwap::from_pointee(Zone::empty(empty, &zone_config)),
             zone_config,
             ready: AtomicBool::new(false),
@@ -99,7 +103,19 @@ impl Catalog {
     /// Builds a table from `entries` and swaps it in; `invalid` entries were left out before.
     /// Returns the number of hosts.
     fn install(&self, entries: Vec<HostEntry>, invalid: usize) -> usize {
-        let (table, skipped) = HostTable::build_from(entries, &self.options, &self.search_domains);
+        let (table, skipped) = HostTable::build_from(
+            entries,
+            &self.options,
+            &self.search_domains,
+            self.namespace.as_deref(),
+        );
+        if table.hidden() > 0 {
+            debug!(
+                hidden = table.hidden(),
+                namespace = self.namespace.as_deref().unwrap_or("(unknown)"),
+                "ServiceEntries not exported to this namespace left out"
+            );
+        }
         for s in &skipped {
             warn!(?s, "left out of the host table");
         }

@@ -72,6 +72,10 @@ pub struct Settings {
     pub tcp_idle_timeout: Duration,
     pub drain_timeout: Duration,
     pub randomize_case: bool,
+    /// The namespace of the pod dns-shim answers for; `None`: from the search list.
+    pub pod_namespace: Option<String>,
+    /// meshConfig `defaultServiceExportTo`; empty: `*`.
+    pub default_export_to: Vec<String>,
 }
 
 impl Settings {
@@ -96,6 +100,8 @@ impl Settings {
             tcp_idle_timeout: DEFAULT_TCP_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             randomize_case: true,
+            pod_namespace: None,
+            default_export_to: Vec::new(),
         }
     }
 }
@@ -119,6 +125,10 @@ pub struct Config {
     pub tcp_connections: usize,
     pub drain_timeout: Duration,
     pub randomize_case: bool,
+    /// The namespace whose view of the ServiceEntries is answered (their `exportTo`); `None`
+    /// when neither given nor found in the search list: only entries exported to every
+    /// namespace are answered.
+    pub pod_namespace: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +161,8 @@ pub enum ConfigError {
     ZeroTimeout,
     #[error("{0} 0: at least 1 is needed")]
     Zero(&'static str),
+    #[error("--pod-namespace {0:?} is not a namespace name (a DNS-1123 label)")]
+    PodNamespace(String),
 }
 
 /// What dns-shim reads from resolv.conf: nameservers and the search list.
@@ -222,8 +234,17 @@ impl Config {
         if settings.tcp_idle_timeout.is_zero() {
             return Err(ConfigError::Zero("--tcp-idle-timeout-ms"));
         }
-        let options = Options::new(Some(&settings.domain_suffix), &[], &[])?;
+        let mut options = Options::new(Some(&settings.domain_suffix), &[], &[])?;
+        options.default_export_to = settings.default_export_to.clone();
+        let options = options.validated()?;
+        if let Some(ns) = &settings.pod_namespace {
+            if !policy::names::is_dns1123_label(ns) {
+                return Err(ConfigError::PodNamespace(ns.clone()));
+            }
+        }
         let needs_resolv_conf = settings.upstreams.is_empty() || settings.search_domains.is_empty();
+        // The search list comes from resolv.conf only when not given, and so does the pod's
+        // namespace, from it.
         let resolv_conf = if needs_resolv_conf {
             read_resolv_conf(&settings.resolv_conf, settings.upstreams.is_empty())?
         } else {
@@ -265,6 +286,10 @@ impl Config {
                 search_domains.push(normal);
             }
         }
+        let pod_namespace = settings
+            .pod_namespace
+            .clone()
+            .or_else(|| namespace_of_search_list(&search_domains));
         let udp_sockets = match settings.udp_sockets {
             Some(0) => return Err(ConfigError::NoUdpSockets),
             Some(n) => n,
@@ -289,8 +314,21 @@ impl Config {
             tcp_connections: settings.tcp_connections,
             drain_timeout: settings.drain_timeout,
             randomize_case: settings.randomize_case,
+            pod_namespace,
         })
     }
+}
+
+/// The pod's namespace as kubelet writes it into the first search domain,
+/// `<namespace>.svc.<cluster domain>`.
+pub fn namespace_of_search_list(search_domains: &[String]) -> Option<String> {
+    let first = search_domains.first()?;
+    let mut labels = first.split('.');
+    let namespace = labels.next()?;
+    (labels.next() == Some("svc")
+        && labels.next().is_some()
+        && policy::names::is_dns1123_label(namespace))
+    .then(|| namespace.to_string())
 }
 
 /// Raises the open-file soft limit to the hard limit (every forwarded query holds a socket), and
@@ -390,6 +428,54 @@ mod tests {
         let config = Config::new(settings(&path)).unwrap();
         assert_eq!(config.upstreams, vec!["10.96.0.10:53".parse().unwrap()]);
         assert_eq!(config.search_domains, vec!["a.b".to_string()]);
+    }
+
+    #[test]
+    fn the_pod_namespace_comes_from_the_first_search_domain() {
+        let list = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            namespace_of_search_list(&list(&["foo.svc.cluster.local", "svc.cluster.local"])),
+            Some("foo".to_string())
+        );
+        assert_eq!(
+            namespace_of_search_list(&list(&["svc.cluster.local", "foo.svc.cluster.local"])),
+            None
+        );
+        assert_eq!(namespace_of_search_list(&list(&["foo.svc"])), None);
+        assert_eq!(namespace_of_search_list(&list(&["example.com"])), None);
+        assert_eq!(namespace_of_search_list(&[]), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(
+            &path,
+            "nameserver 10.96.0.10\nsearch bar.svc.cluster.local svc.cluster.local\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Config::new(settings(&path))
+                .unwrap()
+                .pod_namespace
+                .as_deref(),
+            Some("bar")
+        );
+        let mut given = settings(&path);
+        given.pod_namespace = Some("qux".into());
+        assert_eq!(
+            Config::new(given).unwrap().pod_namespace.as_deref(),
+            Some("qux")
+        );
+        let mut bad = settings(&path);
+        bad.pod_namespace = Some("Not_A_Namespace".into());
+        assert!(matches!(
+            Config::new(bad),
+            Err(ConfigError::PodNamespace(_))
+        ));
+        let mut default = settings(&path);
+        default.default_export_to = vec![".".into()];
+        assert_eq!(
+            Config::new(default).unwrap().options.default_export_to,
+            ["."]
+        );
     }
 
     #[test]

@@ -87,6 +87,7 @@ impl Shim {
             paths,
             config.options.clone(),
             config.search_domains.clone(),
+            config.pod_namespace.clone(),
             zone_config,
             Arc::clone(&metrics),
         ));

@@ -75,6 +75,16 @@ struct Args {
     /// upstream that does not echo the case of a question.
     #[arg(long)]
     no_case_randomization: bool,
+    /// The namespace of the pod dns-shim serves: `.global` names are answered only for
+    /// ServiceEntries whose exportTo includes it (NXDOMAIN otherwise). Default: <ns> of the
+    /// first search domain when it is <ns>.svc.<cluster domain>, as kubelet writes it; without
+    /// one, only entries exported to every namespace are answered.
+    #[arg(long, value_name = "NAMESPACE")]
+    pod_namespace: Option<String>,
+    /// The exportTo of ServiceEntries that set none, as meshConfig defaultServiceExportTo
+    /// (repeat for several: ".", "*", "~" or namespace names). Default: "*".
+    #[arg(long = "default-export-to", value_name = "TARGET")]
+    default_export_to: Vec<String>,
 }
 
 fn main() {
@@ -113,6 +123,8 @@ fn run() -> anyhow::Result<()> {
         tcp_idle_timeout: Duration::from_millis(args.tcp_idle_timeout_ms),
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
         randomize_case: !args.no_case_randomization,
+        pod_namespace: args.pod_namespace,
+        default_export_to: args.default_export_to,
     })
     .context("invalid settings")?;
     // Every forwarded query holds a socket: take all the descriptors the hard limit allows.

@@ -96,10 +96,22 @@ fn the_sidecar_is_the_pods_resolver() {
 
 #[test]
 fn the_sidecar_runs_as_written() {
-    let pod = sleep_pod(&rendered());
+    let docs = rendered();
+    let pod = sleep_pod(&docs);
+    let pod_namespace = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "sleep")
+        .and_then(|d| d["metadata"]["namespace"].as_str())
+        .expect("the sleep Deployment's namespace")
+        .to_string();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeApiServer::start());
     fake.create(seed_service_entry());
+    // Exported to its own namespace only: not the sleep pod's, so not answered there.
+    let mut private =
+        fake_apiserver::service_entry("foo", "private", "private.foo.global", "127.255.0.3");
+    private["spec"]["exportTo"] = json!(["."]);
+    fake.create(private);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.write_kubeconfig(dir.path());
     // The pod's ports swapped for free ones.
@@ -110,6 +122,13 @@ fn the_sidecar_runs_as_written() {
             Some(("--listen" | "--admin", _)) => {
                 args.push(arg.split('=').next().unwrap().to_string());
                 args.push("127.0.0.1:0".to_string());
+            }
+            // kubelet expands $(POD_NAMESPACE) from the downward API.
+            Some(("--pod-namespace", "$(POD_NAMESPACE)")) => {
+                let env = pod["initContainers"][0]["env"].as_array().unwrap();
+                assert!(env.iter().any(|var| var["name"] == "POD_NAMESPACE"
+                    && var["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"));
+                args.push(format!("--pod-namespace={}", pod_namespace));
             }
             _ => args.push(arg.to_string()),
         }
@@ -146,6 +165,8 @@ fn the_sidecar_runs_as_written() {
         shim.dig(&["httpbin.bar.global", "A"]).data("A"),
         ["127.255.0.2"]
     );
+    let private = shim.dig(&["private.foo.global", "A"]);
+    assert_eq!(private.status, "NXDOMAIN", "{}", private.text);
     // With ndots:5 the pod's resolver tries the search list first; dns-shim answers those
     // expansions of a known name itself (a CNAME to the name), without asking an upstream
     // (the cluster DNS address of the manifest is not reachable here).

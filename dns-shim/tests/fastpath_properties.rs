@@ -103,6 +103,7 @@ fn fixture() -> Fixture {
             vec![dir.path().to_path_buf()],
             policy::Options::default(),
             vec!["svc.cluster.local".into()],
+            Some("foo".into()),
             config,
             Arc::clone(&metrics),
         ));

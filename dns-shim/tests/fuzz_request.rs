@@ -90,6 +90,7 @@ fn fixture() -> Fixture {
             ],
             policy::Options::default(),
             vec!["svc.cluster.local".into()],
+            Some("foo".into()),
             ZoneConfig::new("global", 30).unwrap(),
             Arc::clone(&metrics),
         ));

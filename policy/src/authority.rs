@@ -381,7 +381,7 @@ impl GuardTable {
                 format!("no ServiceEntry declares {host}"),
             );
         };
-        if !self.sees(&rule.visibility) {
+        if !rule.visibility.allows_viewer(self.viewer.as_deref()) {
             return reject(
                 Reason::NotExported,
                 match &self.viewer {
@@ -431,16 +431,6 @@ impl GuardTable {
                     _ => None,
                 },
             },
-        }
-    }
-}
-
-impl GuardTable {
-    fn sees(&self, visibility: &Visibility) -> bool {
-        match (visibility, &self.viewer) {
-            (Visibility::Everyone, _) => true,
-            (_, Some(namespace)) => visibility.allows(namespace),
-            (_, None) => false,
         }
     }
 }

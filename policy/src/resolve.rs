@@ -7,6 +7,9 @@
 //! the zone apex, and every name between the apex and a host (`bar.global` above
 //! `httpbin.bar.global` or `*.bar.global`) exists as an empty non-terminal, so that NXDOMAIN is
 //! only ever said of a name with nothing below it.
+//!
+//! A table is built for one namespace, as Istio's DNS proxy gets only the hosts its
+//! namespace can see: an entry whose `exportTo` leaves that namespace out is not in it.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -16,6 +19,7 @@ use ipnet::IpNet;
 use crate::model::{ObjectKey, ServiceEntry};
 use crate::names::strip_domain_suffix;
 use crate::options::Options;
+use crate::visibility::Visibility;
 
 /// The longest name a lookup considers (RFC 1035: 255 octets on the wire, 253 as text).
 pub const MAX_NAME_LEN: usize = 253;
@@ -61,12 +65,14 @@ impl Host {
     }
 }
 
-/// What the table reads of one ServiceEntry: its key, `spec.hosts` and `spec.addresses`.
+/// What the table reads of one ServiceEntry: its key, `spec.hosts`, `spec.addresses` and
+/// `spec.exportTo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostEntry {
     pub owner: ObjectKey,
     pub hosts: Vec<String>,
     pub addresses: Vec<String>,
+    pub export_to: Vec<String>,
 }
 
 impl From<&ServiceEntry> for HostEntry {
@@ -75,6 +81,7 @@ impl From<&ServiceEntry> for HostEntry {
             owner: entry.key(),
             hosts: entry.spec.hosts.clone(),
             addresses: entry.spec.addresses.clone(),
+            export_to: entry.spec.export_to.clone(),
         }
     }
 }
@@ -85,6 +92,7 @@ impl From<ServiceEntry> for HostEntry {
             owner: entry.key(),
             hosts: entry.spec.hosts,
             addresses: entry.spec.addresses,
+            export_to: entry.spec.export_to,
         }
     }
 }
@@ -119,6 +127,8 @@ pub struct HostTable {
     /// non-terminals.
     between: HashSet<String, foldhash::fast::RandomState>,
     search_domains: Vec<String>,
+    /// Entries left out because their `exportTo` does not include the viewer's namespace.
+    hidden: usize,
 }
 
 /// Keys are hashed with foldhash (seeded per process), several times faster than SipHash on
@@ -137,15 +147,20 @@ pub enum Skipped {
 impl HostTable {
     /// Builds the table from the hosts under `options.domain_suffix`; hosts outside the suffix
     /// are not the table's. Search domains are stored lowercase without dots at either end.
+    /// Only entries visible to `viewer` (the namespace the answers are for; `None`: not known,
+    /// so only entries exported to every namespace) enter it, `options.default_export_to`
+    /// standing for an unset `exportTo`.
     pub fn build<'a>(
         entries: impl IntoIterator<Item = &'a ServiceEntry>,
         options: &Options,
         search_domains: &[String],
+        viewer: Option<&str>,
     ) -> (Self, Vec<Skipped>) {
         Self::build_from(
             entries.into_iter().map(HostEntry::from),
             options,
             search_domains,
+            viewer,
         )
     }
 
@@ -155,6 +170,7 @@ impl HostTable {
         entries: impl IntoIterator<Item = HostEntry>,
         options: &Options,
         search_domains: &[String],
+        viewer: Option<&str>,
     ) -> (Self, Vec<Skipped>) {
         let mut table = HostTable {
             suffix: options.domain_suffix.to_ascii_lowercase(),
@@ -167,6 +183,15 @@ impl HostTable {
         };
         let mut skipped = Vec::new();
         for entry in entries {
+            let visibility = Visibility::of(
+                &entry.export_to,
+                &entry.owner.namespace,
+                &options.default_export_to,
+            );
+            if !visibility.allows_viewer(viewer) {
+                table.hidden += 1;
+                continue;
+            }
             let owner = entry.owner;
             let mut addresses = Vec::new();
             for address in &entry.addresses {
@@ -226,6 +251,11 @@ impl HostTable {
         }
         table.between = between;
         (table, skipped)
+    }
+
+    /// Entries left out because they are not exported to the viewer's namespace.
+    pub fn hidden(&self) -> usize {
+        self.hidden
     }
 
     /// Exact and wildcard hosts in the table.
@@ -383,7 +413,7 @@ mod tests {
 
     fn table(entries: &[ServiceEntry], search: &[&str]) -> HostTable {
         let search: Vec<String> = search.iter().map(|s| s.to_string()).collect();
-        HostTable::build(entries, &Options::default(), &search).0
+        HostTable::build(entries, &Options::default(), &search, Some("foo")).0
     }
 
     fn seed() -> HostTable {
@@ -547,6 +577,7 @@ mod tests {
             )],
             &Options::default(),
             &[],
+            None,
         );
         assert!(t.lookup("ok.bar.global").unwrap().ipv4.is_empty());
         assert_eq!(skipped.len(), 2);
@@ -582,6 +613,7 @@ mod tests {
             entries.into_iter().map(HostEntry::from),
             &Options::default(),
             &["svc.cluster.local".to_string()],
+            Some("foo"),
         );
         for name in [
             "m.bar.global",
@@ -592,6 +624,63 @@ mod tests {
         }
     }
 
+    fn exported(name: &str, namespace: &str, host: &str, export_to: &[&str]) -> ServiceEntry {
+        let mut se = entry(name, &[host], &["127.255.0.9"]);
+        se.metadata.namespace = Some(namespace.to_string());
+        se.spec.export_to = export_to.iter().map(|e| e.to_string()).collect();
+        se
+    }
+
+    #[test]
+    fn only_entries_exported_to_the_viewer_are_answered() {
+        let entries = [
+            exported("own", "foo", "own.foo.global", &["."]),
+            exported("listed", "foo", "listed.foo.global", &["bar", "baz"]),
+            exported("all", "foo", "all.foo.global", &["*"]),
+            exported("none", "foo", "none.foo.global", &["~"]),
+            exported("unset", "foo", "unset.foo.global", &[]),
+        ];
+        let search = ["bar.svc.cluster.local".to_string()];
+        let visible = |viewer: Option<&str>, options: &Options| -> Vec<String> {
+            let (t, _) = HostTable::build(&entries, options, &search, viewer);
+            let mut names: Vec<String> = t.hosts().map(|h| h.name.clone()).collect();
+            names.sort();
+            names
+        };
+        let mesh = Options::default();
+        assert_eq!(
+            visible(Some("foo"), &mesh),
+            ["all.foo.global", "own.foo.global", "unset.foo.global"]
+        );
+        assert_eq!(
+            visible(Some("bar"), &mesh),
+            ["all.foo.global", "listed.foo.global", "unset.foo.global"]
+        );
+        assert_eq!(visible(None, &mesh), ["all.foo.global", "unset.foo.global"]);
+        let own_only = Options {
+            default_export_to: vec![".".to_string()],
+            ..Options::default()
+        };
+        assert_eq!(
+            visible(Some("bar"), &own_only),
+            ["all.foo.global", "listed.foo.global"]
+        );
+        assert_eq!(
+            visible(Some("foo"), &own_only),
+            ["all.foo.global", "own.foo.global", "unset.foo.global"]
+        );
+        // A hidden host does not exist: NXDOMAIN, and no search expansion or parent of it.
+        let (t, _) = HostTable::build(&entries, &mesh, &search, Some("qux"));
+        assert_eq!(t.hidden(), 3);
+        assert_eq!(t.resolve("own.foo.global"), Resolution::NoSuchName);
+        assert_eq!(
+            t.resolve("own.foo.global.bar.svc.cluster.local"),
+            Resolution::Outside
+        );
+        let (t, _) = HostTable::build(&entries[..2], &mesh, &search, Some("qux"));
+        assert_eq!(t.resolve("foo.global"), Resolution::NoSuchName);
+    }
+
     #[test]
     fn custom_suffix_is_honoured() {
         let options = Options::new(Some("mesh.example"), &[], &[]).unwrap();
@@ -599,6 +688,7 @@ mod tests {
             &[entry("a", &["svc.ns.mesh.example"], &["127.255.0.4"])],
             &options,
             &[],
+            None,
         );
         assert!(matches!(
             t.resolve("svc.ns.MESH.example"),

@@ -58,6 +58,16 @@ impl Visibility {
         }
     }
 
+    /// Whether a workload in `viewer`'s namespace sees the entry; a workload whose namespace is
+    /// not known sees only what is exported to every namespace.
+    pub fn allows_viewer(&self, viewer: Option<&str>) -> bool {
+        match (self, viewer) {
+            (Visibility::Everyone, _) => true,
+            (_, Some(namespace)) => self.allows(namespace),
+            (_, None) => false,
+        }
+    }
+
     /// As an `exportTo` list with nothing left to resolve.
     pub fn export_to(&self) -> Vec<String> {
         match self {
@@ -118,6 +128,13 @@ mod tests {
         let list = v(&["bar", "baz"]);
         assert!(list.allows("bar") && list.allows("baz") && !list.allows("foo"));
         assert_eq!(v(&[".", "bar"]).export_to(), vec!["bar", "foo"]);
+    }
+
+    #[test]
+    fn an_unknown_viewer_sees_what_is_public() {
+        assert!(v(&[]).allows_viewer(None));
+        assert!(!v(&["."]).allows_viewer(None));
+        assert!(v(&["."]).allows_viewer(Some("foo")));
     }
 
     #[test]
