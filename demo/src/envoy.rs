@@ -1,7 +1,8 @@
 //! Envoy configurations of the seed scenario, rendered from ServiceEntries as Istio's control
-//! plane would: the client sidecar (capture on 15001, a listener per VIP and port, the
-//! `global_guard` filter, mutual TLS with Istio's SNI to the endpoints on 15443), the SNI-routing
-//! ingress and egress gateways, and the server sidecar that terminates mutual TLS.
+//! plane would: the client sidecar (capture on 15001, a listener per VIP and port and a
+//! catch-all per port, the `global_guard` filter by extension config discovery, mutual TLS
+//! with Istio's SNI to the endpoints on 15443), the SNI-routing ingress and egress gateways,
+//! and the server sidecar that terminates mutual TLS.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -216,27 +217,21 @@ fn san_matchers(exact: &[String]) -> Value {
     }
 }
 
-/// The wasm filter entry of an HTTP filter chain.
-pub fn global_guard_filter(wasm: &Path, entries: &[ServiceEntry], options: &Options) -> Value {
-    let configuration = json!({
-        "service_entries": entries,
-        "domain_suffix": options.domain_suffix,
-    });
+/// The `global_guard` entry of an HTTP filter chain: its configuration comes by extension
+/// config discovery from a file that Envoy watches (what istiod sends a sidecar for a
+/// WasmPlugin; here globalmesh-controller writes it). Without a configuration the listener
+/// does not serve, so nothing passes unchecked.
+pub fn global_guard_discovery(ecds_file: &Path) -> Value {
+    let dir = ecds_file.parent().unwrap_or_else(|| Path::new("."));
     json!({
-        "name": "envoy.filters.http.wasm",
-        "typed_config": typed("envoy.extensions.filters.http.wasm.v3.Wasm", json!({
-            "config": {
-                "name": "global_guard",
-                "root_id": "global_guard",
-                "vm_config": {
-                    "vm_id": "global_guard",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm}}
-                },
-                "configuration": typed("google.protobuf.StringValue", json!({"value": configuration.to_string()})),
-                "failure_policy": "FAIL_CLOSED"
-            }
-        }))
+        "name": "global_guard",
+        "config_discovery": {
+            "config_source": {"path_config_source": {
+                "path": ecds_file,
+                "watched_directory": {"path": dir}
+            }},
+            "type_urls": [controller::ecds::WASM_TYPE_URL]
+        }
     })
 }
 
@@ -247,7 +242,8 @@ fn router() -> Value {
 /// Settings of the client sidecar.
 pub struct SidecarConfig<'a> {
     pub identity: Identity<'a>,
-    pub wasm: &'a Path,
+    /// The ECDS file `global_guard`'s configuration is read from (and watched).
+    pub ecds_file: &'a Path,
     pub admin_port: u16,
     /// The port that captured outbound traffic is redirected to (Istio's 15001).
     pub outbound_port: u16,
@@ -255,13 +251,41 @@ pub struct SidecarConfig<'a> {
     pub cluster_header: &'a str,
 }
 
+/// The outbound HTTP connection manager of a listener: `global_guard` (by ECDS), then the
+/// router.
+fn outbound_hcm(stat_prefix: &str, route_config: Value, ecds_file: &Path) -> Value {
+    typed(
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        json!({
+            "stat_prefix": stat_prefix,
+            "route_config": route_config,
+            "http_filters": [global_guard_discovery(ecds_file), router()]
+        }),
+    )
+}
+
+fn outbound_listener(name: &str, address: &str, port: u16, hcm: Value) -> Value {
+    json!({
+        "name": name,
+        "address": socket(address, port),
+        "bind_to_port": false,
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]
+    })
+}
+
+/// What the catch-all listener answers for a host it has no route for (after `global_guard`
+/// let the request through): istiod would push the host's listener, cluster and route, and
+/// without one there is no upstream to send it to.
+pub const UNROUTED_BODY: &str = "global_guard let this request through; the sidecar has no route for its host: istiod would push one with the ServiceEntry, and this demo has no istiod\n";
+
 /// The client sidecar: every `.global` VIP and port gets a listener behind the capture port,
 /// routes for the host (with a route per `cluster` label value for version-aware routing), and
-/// a cluster of the local-network endpoints on their gateway port over mutual TLS.
+/// a cluster of the local-network endpoints on their gateway port over mutual TLS. Each port
+/// also gets Istio's `0.0.0.0_<port>` listener, which takes captured traffic to any other
+/// address on it: a VIP that appeared after the sidecar started still meets `global_guard`,
+/// whose table follows the cluster by ECDS.
 pub fn client_sidecar(
-    entries: &[ServiceEntry],
     services: &[GlobalService],
-    options: &Options,
     config: &SidecarConfig,
 ) -> Result<Value, RenderError> {
     let mut listeners = vec![json!({
@@ -279,6 +303,8 @@ pub fn client_sidecar(
     })];
     let mut clusters =
         vec![json!({"name": "BlackHoleCluster", "type": "STATIC", "connect_timeout": "1s"})];
+    // Per port, the virtual hosts of the services on it, for the catch-all listener.
+    let mut by_port: BTreeMap<u16, Vec<Value>> = BTreeMap::new();
     for service in services {
         for (port_name, port) in &service.ports {
             let cluster_name = format!("outbound|{port}||{}", service.host);
@@ -345,30 +371,47 @@ pub fn client_sidecar(
                 domains.push(vip.clone());
                 domains.push(format!("{vip}:{port}"));
             }
-            let hcm = typed(
-                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            let virtual_host = json!({"name": format!("{}:{port}", service.host), "domains": domains, "routes": routes});
+            let hcm = outbound_hcm(
+                &format!("outbound_{}_{port}", service.host),
                 json!({
-                    "stat_prefix": format!("outbound_{}_{port}", service.host),
-                    "route_config": {
-                        "name": format!("{}:{port}", service.host),
-                        "virtual_hosts": [
-                            {"name": format!("{}:{port}", service.host), "domains": domains, "routes": routes},
-                            {"name": "unknown", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no route for this host\n"}}}]}
-                        ]
-                    },
-                    "http_filters": [global_guard_filter(config.wasm, entries, options), router()]
+                    "name": format!("{}:{port}", service.host),
+                    "virtual_hosts": [
+                        virtual_host,
+                        {"name": "unknown", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no route for this host\n"}}}]}
+                    ]
                 }),
+                config.ecds_file,
             );
             for vip in &service.vips {
                 let vip = vip.split('/').next().unwrap_or(vip);
-                listeners.push(json!({
-                    "name": format!("{vip}_{port}"),
-                    "address": socket(vip, *port),
-                    "bind_to_port": false,
-                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm.clone()}]}]
-                }));
+                listeners.push(outbound_listener(
+                    &format!("{vip}_{port}"),
+                    vip,
+                    *port,
+                    hcm.clone(),
+                ));
             }
+            by_port.entry(*port).or_default().push(virtual_host);
         }
+    }
+    for (port, mut virtual_hosts) in by_port {
+        virtual_hosts.push(json!({
+            "name": "unrouted",
+            "domains": ["*"],
+            "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 503, "body": {"inline_string": UNROUTED_BODY}}}]
+        }));
+        let hcm = outbound_hcm(
+            &format!("outbound_0.0.0.0_{port}"),
+            json!({"name": port.to_string(), "virtual_hosts": virtual_hosts}),
+            config.ecds_file,
+        );
+        listeners.push(outbound_listener(
+            &format!("0.0.0.0_{port}"),
+            "0.0.0.0",
+            port,
+            hcm,
+        ));
     }
     Ok(json!({
         "node": {"id": "sleep.foo", "cluster": "sleep.foo"},
@@ -523,12 +566,10 @@ mod tests {
         let options = Options::default();
         let services = global_services(&entries, &options, &addresses()).unwrap();
         client_sidecar(
-            &entries,
             &services,
-            &options,
             &SidecarConfig {
                 identity: identity(),
-                wasm: Path::new("/g.wasm"),
+                ecds_file: Path::new("/ecds/global_guard.json"),
                 admin_port: 15000,
                 outbound_port: 15001,
                 cluster_header: "x-global-cluster",
@@ -537,14 +578,19 @@ mod tests {
         .unwrap()
     }
 
+    fn listener<'a>(config: &'a Value, name: &str) -> &'a Value {
+        config["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()
+    }
+
     #[test]
     fn direct_entry_gives_a_vip_listener_and_a_gateway_cluster_with_istio_sni() {
         let config = sidecar("serviceentry-direct.yaml");
-        let listeners = config["static_resources"]["listeners"].as_array().unwrap();
-        let vip = listeners
-            .iter()
-            .find(|l| l["name"] == "127.255.0.2_8000")
-            .unwrap();
+        let vip = listener(&config, "127.255.0.2_8000");
         assert_eq!(vip["address"]["socket_address"]["address"], "127.255.0.2");
         assert_eq!(vip["bind_to_port"], false);
         let cluster = &config["static_resources"]["clusters"][1];
@@ -593,13 +639,7 @@ mod tests {
             cluster["lb_subset_config"]["subset_selectors"][0]["keys"][0],
             "cluster"
         );
-        let vip = config["static_resources"]["listeners"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["name"] == "127.255.0.2_8000")
-            .unwrap()
-            .clone();
+        let vip = listener(&config, "127.255.0.2_8000");
         let routes = &vip["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
             ["virtual_hosts"][0]["routes"];
         assert_eq!(
@@ -610,6 +650,41 @@ mod tests {
             routes[0]["route"]["metadata_match"]["filter_metadata"]["envoy.lb"]["cluster"],
             "cluster2"
         );
+    }
+
+    #[test]
+    fn a_vip_unknown_to_the_sidecar_still_meets_global_guard_from_ecds() {
+        let config = sidecar("serviceentry-direct.yaml");
+        let any = listener(&config, "0.0.0.0_8000");
+        assert_eq!(any["address"]["socket_address"]["address"], "0.0.0.0");
+        assert_eq!(any["bind_to_port"], false);
+        let hcm = &any["filter_chains"][0]["filters"][0]["typed_config"];
+        let guard = &hcm["http_filters"][0];
+        assert_eq!(guard["name"], "global_guard");
+        let source = &guard["config_discovery"]["config_source"]["path_config_source"];
+        assert_eq!(source["path"], "/ecds/global_guard.json");
+        assert_eq!(source["watched_directory"]["path"], "/ecds");
+        let hosts = hcm["route_config"]["virtual_hosts"].as_array().unwrap();
+        assert_eq!(hosts[0]["domains"][0], "httpbin.bar.global");
+        let unrouted = hosts.last().unwrap();
+        assert_eq!(unrouted["domains"], json!(["*"]));
+        assert_eq!(unrouted["routes"][0]["direct_response"]["status"], 503);
+    }
+
+    #[test]
+    fn every_vip_listener_takes_global_guard_from_ecds() {
+        let config = sidecar("serviceentry-versioned.yaml");
+        for listener in config["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["name"] != "virtualOutbound")
+        {
+            let filters =
+                &listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+            assert_eq!(filters[0]["name"], "global_guard", "{listener}");
+            assert!(filters[0].get("typed_config").is_none(), "{listener}");
+        }
     }
 
     #[test]

@@ -179,6 +179,16 @@ impl Host {
         created.children = kept;
     }
 
+    /// The started processes that still run, by name, with their ids: equal before and after
+    /// a step means nothing was restarted in it.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        self.lock()
+            .children
+            .iter()
+            .map(|(n, c)| (n.clone(), c.id()))
+            .collect()
+    }
+
     /// Names of started processes that have exited.
     pub fn exited(&self) -> Vec<String> {
         self.lock()

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use demo::host::{self, Host};
-use demo::scenario::{Exchange, Programs, Scenario, CLUSTER2_GW_ADDR, VIP};
+use demo::scenario::{Exchange, Programs, Scenario, CLUSTER2_GW_ADDR, LIVE_DEADLINE, VIP};
 use serde_json::{json, Value};
 
 fn main() -> ExitCode {
@@ -188,6 +188,121 @@ fn run(host: Host) -> anyhow::Result<()> {
     }
     let denied = scenario.review_only(&wrong_port)?;
     println!("  allowed: {}\n{}", denied.allowed, indent(&denied.message));
+
+    live(&mut scenario)
+}
+
+const LIVE_HOST: &str = "live.bar.global";
+const LIVE_VIP: &str = "127.255.0.9";
+const LIVE_FILE: &str = "live-bar.json";
+
+/// A ServiceEntry created and deleted while everything runs: dns-shim follows the catalog,
+/// globalmesh-controller writes the new table to the ECDS file, the sidecar's Envoy takes it.
+fn live(scenario: &mut Scenario) -> anyhow::Result<()> {
+    section("live: a ServiceEntry applied while both clusters run");
+    let url = format!("{LIVE_HOST}:8000/headers");
+    // After the deletion DNS no longer answers; a client that kept the address still tries.
+    let resolve = format!("{LIVE_HOST}:8000:{LIVE_VIP}");
+    let cached = ["--resolve", resolve.as_str(), url.as_str()];
+    let seconds = |d: std::time::Duration| format!("{:.2} s", d.as_secs_f64());
+    println!(
+        "  global_guard in the cluster1 sidecar comes by ECDS from the file globalmesh-controller writes (version {})",
+        scenario.ecds_version()?
+    );
+    let before = scenario.curl(&cached)?;
+    println!(
+        "  before: dig {LIVE_HOST} -> {}; curl to {LIVE_VIP} -> {} x-global-guard: {}",
+        scenario.dns_answer(LIVE_HOST)?.rcode,
+        before.status,
+        before.header("x-global-guard").unwrap_or("(none)")
+    );
+
+    let processes = scenario.host.processes();
+    let mut entry = scenario.seed_copy("live-bar", LIVE_HOST)?;
+    if let Some(slot) = entry.pointer_mut("/spec/addresses") {
+        *slot = json!([LIVE_VIP]);
+    }
+    // Times count from the review, as from `kubectl apply`.
+    let written = std::time::Instant::now();
+    let admission = scenario.create(LIVE_FILE, &entry)?;
+    println!(
+        "  kubectl apply {LIVE_HOST} ({LIVE_VIP}, endpoint {CLUSTER2_GW_ADDR}:15443): admitted {} (CREATE); written as {LIVE_FILE} beside httpbin-bar.yaml",
+        admission.allowed
+    );
+    if !admission.allowed {
+        bail!("{LIVE_HOST} was denied: {}", admission.message);
+    }
+    let limit = seconds(LIVE_DEADLINE);
+    let Some((elapsed, answer)) = scenario.until_dns(written, LIVE_HOST, "NOERROR") else {
+        bail!("dns-shim did not answer {LIVE_HOST} within {limit}");
+    };
+    println!(
+        "  dns-shim answered {LIVE_HOST} -> {} after {}",
+        answer.addresses.join(", "),
+        seconds(elapsed)
+    );
+    let Some((elapsed, (exchange, was, now))) = scenario.until_allowed(written, &[url.as_str()])
+    else {
+        bail!("global_guard did not allow {LIVE_HOST} within {limit}");
+    };
+    println!(
+        "  curl {url}: global_guard allowed it after {} (allowed {was} -> {now}, no x-global-guard)",
+        seconds(elapsed)
+    );
+    println!("    {}", exchange.status_line);
+    print!("{}", indent(&indent(&exchange.body)));
+    for line in scenario.controller_metrics("globalmesh_controller_writes_total")? {
+        println!("  globalmesh-controller: {line}");
+    }
+    println!(
+        "  ECDS file version {}; the sidecar's global_guard runs version {}",
+        scenario.ecds_version()?,
+        scenario.sidecar_ecds_version()?
+    );
+
+    let deleted = std::time::Instant::now();
+    let deletion = scenario.delete(LIVE_FILE)?;
+    println!(
+        "  kubectl delete {LIVE_HOST}: admitted {} (DELETE); {LIVE_FILE} removed",
+        deletion.allowed
+    );
+    if !deletion.allowed {
+        bail!(
+            "the deletion of {LIVE_HOST} was denied: {}",
+            deletion.message
+        );
+    }
+    let Some((elapsed, answer)) = scenario.until_dns(deleted, LIVE_HOST, "NXDOMAIN") else {
+        bail!("dns-shim still answered {LIVE_HOST} {limit} after its deletion");
+    };
+    println!(
+        "  dig {LIVE_HOST} -> {} after {}",
+        answer.rcode,
+        seconds(elapsed)
+    );
+    let Some((elapsed, refused)) = scenario.until_refused(deleted, &cached, "unknown-host") else {
+        bail!("global_guard still allowed {LIVE_HOST} {limit} after its deletion");
+    };
+    println!(
+        "  curl to {LIVE_VIP} (the address kept) -> {} after {}",
+        refused.status_line,
+        seconds(elapsed)
+    );
+    println!(
+        "  x-global-guard: {}",
+        refused.header("x-global-guard").unwrap_or("(none)")
+    );
+    print!("{}", indent(&refused.body));
+    for line in scenario.controller_metrics("globalmesh_controller_writes_total")? {
+        println!("  globalmesh-controller: {line}");
+    }
+    if scenario.host.processes() != processes {
+        bail!("a process was restarted during the live step");
+    }
+    println!(
+        "  nothing was restarted: the same {} processes ran before and after",
+        processes.len()
+    );
     Ok(())
 }
 

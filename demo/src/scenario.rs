@@ -10,6 +10,10 @@
 //!  sidecar Envoy (global_guard) ──mTLS, SNI──────────────▶   │
 //!  egress gateway :15443 (egress variant) ─────────────────▶ httpbin (gunicorn) 127.0.0.1:8000
 //! ```
+//!
+//! dns-shim, admission-webhook and globalmesh-controller read cluster1's ServiceEntries from
+//! one directory; the controller writes the table into the ECDS file that the sidecar's
+//! global_guard is configured from, so a change reaches the filter without a restart.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -17,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fake_apiserver::admission::{review as api_server_review, Operation};
+use policy::table::Table;
 use policy::{Options, ServiceEntry};
 use serde_json::Value;
 
@@ -32,6 +37,8 @@ pub const VIP: &str = "127.255.0.2";
 /// Istio's sidecar user; its own traffic is not captured.
 pub const PROXY_UID: &str = "1337";
 pub const EGRESS_GATEWAY_NAME: &str = "istio-egressgateway.istio-system.svc.cluster.local";
+/// The header global_guard sets and version-aware routes match.
+pub const CLUSTER_HEADER: &str = "x-global-cluster";
 
 const SIDECAR_ADMIN: u16 = 15000;
 const EGRESS_ADMIN: u16 = 15200;
@@ -39,6 +46,9 @@ const GATEWAY_ADMIN: u16 = 15000;
 const SERVER_SIDECAR_ADMIN: u16 = 15100;
 const SERVER_SIDECAR_PORT: u16 = 15006;
 const HTTPBIN_PORT: u16 = 8000;
+/// How soon a ServiceEntry applied or deleted while everything runs must be answered and
+/// allowed, or refused again (issue 16).
+pub const LIVE_DEADLINE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -62,6 +72,7 @@ pub struct Programs {
     pub envoy: PathBuf,
     pub dns_shim: PathBuf,
     pub webhook: PathBuf,
+    pub controller: PathBuf,
     pub wasm: PathBuf,
     pub gunicorn: PathBuf,
     pub seed: PathBuf,
@@ -74,6 +85,7 @@ impl Programs {
             envoy: root.join(".tools/envoy/envoy/_bin/envoy"),
             dns_shim: root.join("target/debug/dns-shim"),
             webhook: root.join("target/debug/admission-webhook"),
+            controller: root.join("target/debug/globalmesh-controller"),
             wasm: root.join("target/wasm32-wasip1/release/global_guard.wasm"),
             gunicorn: root.join(".tools/venv/bin/gunicorn"),
             seed: root.join("tests/data/seed"),
@@ -87,6 +99,10 @@ impl Programs {
             (
                 &self.webhook,
                 "admission-webhook (cargo build -p admission-webhook)",
+            ),
+            (
+                &self.controller,
+                "globalmesh-controller (cargo build -p controller)",
             ),
             (&self.wasm, "global_guard.wasm (make build-filter)"),
             (
@@ -137,6 +153,9 @@ pub struct Scenario {
     webhook_url: String,
     webhook_ca: PathBuf,
     catalog_dir: PathBuf,
+    /// The ECDS file globalmesh-controller writes and the client sidecar's global_guard reads.
+    ecds_file: PathBuf,
+    controller_admin: u16,
     uid: u64,
 }
 
@@ -230,9 +249,12 @@ impl Scenario {
             webhook_url: String::new(),
             webhook_ca: PathBuf::new(),
             catalog_dir,
+            ecds_file: PathBuf::new(),
+            controller_admin: 0,
             uid: 0,
         };
         scenario.start_webhook()?;
+        scenario.start_controller()?;
         scenario.start_cluster2(&httpbin)?;
         scenario.start_cluster1()?;
         Ok(scenario)
@@ -310,6 +332,96 @@ impl Scenario {
         self.webhook_url = format!("https://localhost:{port}/validate");
         self.webhook_ca = certs.join("ca.crt");
         Ok(())
+    }
+
+    /// globalmesh-controller keeps the ECDS file equal to the table of the catalog's
+    /// ServiceEntries, as it would the WasmPlugin that istiod sends sidecars by ECDS; there is
+    /// no istiod here, so the sidecar reads the file itself.
+    fn start_controller(&mut self) -> Result<()> {
+        let dir = self.work.join("ecds");
+        std::fs::create_dir_all(&dir).map_err(|error| HostError::File {
+            path: dir.clone(),
+            error,
+        })?;
+        // The sidecar (uid 1337) watches the directory and reads the file.
+        run("chmod", &["0755", &dir.display().to_string()])?;
+        self.ecds_file = dir.join("global_guard.json");
+        self.controller_admin = free_port()?;
+        let args = vec![
+            self.programs.controller.display().to_string(),
+            "--service-entries".into(),
+            self.catalog_dir.display().to_string(),
+            "--no-wasmplugin".into(),
+            "--ecds-file".into(),
+            self.ecds_file.display().to_string(),
+            "--wasm-module".into(),
+            self.programs.wasm.display().to_string(),
+            "--cluster-header".into(),
+            CLUSTER_HEADER.into(),
+            "--no-leader-election".into(),
+            "--admin".into(),
+            format!("127.0.0.1:{}", self.controller_admin),
+        ];
+        self.host.spawn(
+            "globalmesh-controller",
+            None,
+            &args,
+            &self.log("globalmesh-controller"),
+        )?;
+        // The sidecar's listeners wait for global_guard's configuration: the file comes first.
+        self.wait_for_table()
+    }
+
+    /// Waits until the ECDS file holds the table of the catalog's ServiceEntries now.
+    fn wait_for_table(&self) -> Result<()> {
+        let entries: Vec<ServiceEntry> = catalog::load_path(&self.catalog_dir)
+            .map_err(|e| step(e.to_string()))?
+            .into_iter()
+            .filter_map(|l| l.entry.ok())
+            .collect();
+        let table = Table::build(&entries, &self.options);
+        let want = table.hash.unwrap_or_default();
+        wait("globalmesh-controller writing the table", || {
+            self.ecds_version().is_ok_and(|v| v == want)
+        })
+    }
+
+    /// `version_info` of the ECDS file (the table's content hash).
+    pub fn ecds_version(&self) -> Result<String> {
+        let text = std::fs::read_to_string(&self.ecds_file).map_err(|error| HostError::File {
+            path: self.ecds_file.clone(),
+            error,
+        })?;
+        let response: Value = serde_json::from_str(&text)
+            .map_err(|e| step(format!("{}: {e}", self.ecds_file.display())))?;
+        response
+            .get("version_info")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| step(format!("{}: no version_info", self.ecds_file.display())))
+    }
+
+    /// `version_info` of the global_guard configuration the client sidecar runs with.
+    pub fn sidecar_ecds_version(&self) -> Result<String> {
+        let url = format!("http://127.0.0.1:{SIDECAR_ADMIN}/config_dump?resource=ecds_filters");
+        let out = run_in(CLUSTER1, "curl", &["-sf", &url])?;
+        let dump: Value = serde_json::from_str(&out)
+            .map_err(|e| step(format!("the sidecar's config_dump: {e}")))?;
+        dump.pointer("/configs/0/version_info")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| step("the sidecar's config_dump has no ECDS filter"))
+    }
+
+    /// The lines of globalmesh-controller's /metrics that start with `name`.
+    pub fn controller_metrics(&self, name: &str) -> Result<Vec<String>> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.controller_admin);
+        let out = run("curl", &["-sf", &url])?;
+        Ok(out
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .map(str::to_string)
+            .collect())
     }
 
     fn start_cluster2(&self, httpbin: &Workload) -> Result<()> {
@@ -439,19 +551,12 @@ impl Scenario {
     fn send_review(
         &mut self,
         operation: Operation,
-        object: &Value,
+        object: Option<&Value>,
         old: Option<&Value>,
     ) -> Result<Admission> {
         self.uid += 1;
         let uid = format!("demo-{}", self.uid);
-        let review = api_server_review(
-            "admission.k8s.io/v1",
-            &uid,
-            operation,
-            Some(object),
-            old,
-            false,
-        );
+        let review = api_server_review("admission.k8s.io/v1", &uid, operation, object, old, false);
         let body = self.work.join("review.json");
         write(&body, &review.to_string())?;
         let answer = run(
@@ -509,11 +614,12 @@ impl Scenario {
         } else {
             Operation::Create
         };
-        let admission = self.send_review(operation, &object, old.as_ref())?;
+        let admission = self.send_review(operation, Some(&object), old.as_ref())?;
         if !admission.allowed {
             return Ok(admission);
         }
         write(&current, &text)?;
+        self.wait_for_table()?;
         self.start_sidecar(&[entry])?;
         let expected = entry_vip(&self.catalog_dir)?;
         wait("dns-shim answering the new ServiceEntry", || {
@@ -541,9 +647,36 @@ impl Scenario {
         Ok(object)
     }
 
+    /// Reviews `object` as a CREATE; when admitted, it joins the cluster's ServiceEntries as a
+    /// file of its own in the catalog directory (moved into place whole, so no reader sees half
+    /// of it). Nothing is restarted: dns-shim and globalmesh-controller follow the directory.
+    pub fn create(&mut self, file: &str, object: &Value) -> Result<Admission> {
+        let admission = self.send_review(Operation::Create, Some(object), None)?;
+        if admission.allowed {
+            let staged = self.work.join(file);
+            write(&staged, &object.to_string())?;
+            let path = self.catalog_dir.join(file);
+            std::fs::rename(&staged, &path).map_err(|error| HostError::File { path, error })?;
+        }
+        Ok(admission)
+    }
+
+    /// Reviews the deletion of the ServiceEntry in catalog file `file`; when admitted, the
+    /// file is removed.
+    pub fn delete(&mut self, file: &str) -> Result<Admission> {
+        let path = self.catalog_dir.join(file);
+        let old = serde_json::to_value(load_one(&path)?).map_err(|e| step(e.to_string()))?;
+        // As the API server sends a DELETE: no object, the stored one as the old.
+        let admission = self.send_review(Operation::Delete, None, Some(&old))?;
+        if admission.allowed {
+            std::fs::remove_file(&path).map_err(|error| HostError::File { path, error })?;
+        }
+        Ok(admission)
+    }
+
     /// Reviews a ServiceEntry that should be denied; nothing is applied.
     pub fn review_only(&mut self, object: &Value) -> Result<Admission> {
-        self.send_review(Operation::Create, object, None)
+        self.send_review(Operation::Create, Some(object), None)
     }
 
     fn start_sidecar(&self, entries: &[ServiceEntry]) -> Result<()> {
@@ -558,15 +691,13 @@ impl Scenario {
             root: &self.ca.root,
         };
         let config = envoy::client_sidecar(
-            entries,
             &services,
-            &self.options,
             &SidecarConfig {
                 identity,
-                wasm: &self.programs.wasm,
+                ecds_file: &self.ecds_file,
                 admin_port: SIDECAR_ADMIN,
                 outbound_port: 15001,
-                cluster_header: "x-global-cluster",
+                cluster_header: CLUSTER_HEADER,
             },
         )
         .map_err(|e| step(e.to_string()))?;
@@ -610,10 +741,70 @@ impl Scenario {
 
     /// `curl` from the sleep pod (cluster1), as a non-proxy user.
     pub fn curl(&self, args: &[&str]) -> Result<Exchange> {
-        let mut full = vec!["-sS", "-D", "-", "--max-time", "10"];
+        self.curl_within("10", args)
+    }
+
+    fn curl_within(&self, max_time: &str, args: &[&str]) -> Result<Exchange> {
+        let mut full = vec!["-sS", "-D", "-", "--max-time", max_time];
         full.extend_from_slice(args);
         let out = run_in(CLUSTER1, "curl", &full)?;
         Ok(parse_exchange(&out))
+    }
+
+    /// The client sidecar's count of requests global_guard allowed.
+    pub fn guard_allowed(&self) -> Result<u64> {
+        Ok(self
+            .sidecar_stats("global_guard_allowed")?
+            .iter()
+            .filter(|(name, _)| name.ends_with("global_guard_allowed"))
+            .map(|(_, n)| n)
+            .sum())
+    }
+
+    /// Polls `curl args` until global_guard allows a request (no `x-global-guard` in the
+    /// reply and its allowed counter up), for [`LIVE_DEADLINE`] from `since`: when, the
+    /// exchange, and the counter before and after.
+    pub fn until_allowed(
+        &self,
+        since: Instant,
+        args: &[&str],
+    ) -> Option<(Duration, (Exchange, u64, u64))> {
+        eventually(since, LIVE_DEADLINE, || {
+            let before = self.guard_allowed().ok()?;
+            let exchange = self.curl_within("1", args).ok()?;
+            let after = self.guard_allowed().ok()?;
+            (exchange.status != 0 && exchange.header("x-global-guard").is_none() && after > before)
+                .then_some((exchange, before, after))
+        })
+    }
+
+    /// Polls `curl args` until global_guard refuses the request for `reason`, for
+    /// [`LIVE_DEADLINE`] from `since`.
+    pub fn until_refused(
+        &self,
+        since: Instant,
+        args: &[&str],
+        reason: &str,
+    ) -> Option<(Duration, Exchange)> {
+        eventually(since, LIVE_DEADLINE, || {
+            let exchange = self.curl_within("1", args).ok()?;
+            (exchange.header("x-global-guard") == Some(reason)).then_some(exchange)
+        })
+    }
+
+    /// Polls dig until the pod's nameserver answers `name` with `rcode` (and, for NOERROR,
+    /// an address), for [`LIVE_DEADLINE`] from `since`.
+    pub fn until_dns(
+        &self,
+        since: Instant,
+        name: &str,
+        rcode: &str,
+    ) -> Option<(Duration, DnsAnswer)> {
+        eventually(since, LIVE_DEADLINE, || {
+            let answer = self.dns_answer(name).ok()?;
+            (answer.rcode == rcode && (rcode != "NOERROR" || !answer.addresses.is_empty()))
+                .then_some(answer)
+        })
     }
 
     /// The seed's verification: `curl -I httpbin.bar.global:8000/headers`.
@@ -639,6 +830,23 @@ impl Scenario {
     /// dig's answer section for a name, asked of the pod's nameserver.
     pub fn dig(&self, name: &str) -> Result<String> {
         Ok(run_in(CLUSTER1, "dig", &["+noall", "+answer", name])?)
+    }
+
+    /// What the pod's nameserver answers for `name`, asked once (dig, no search list).
+    pub fn dns_answer(&self, name: &str) -> Result<DnsAnswer> {
+        let out = run_in(
+            CLUSTER1,
+            "dig",
+            &[
+                "+time=1",
+                "+tries=1",
+                "+noall",
+                "+comments",
+                "+answer",
+                name,
+            ],
+        )?;
+        Ok(DnsAnswer::parse(&out))
     }
 
     /// One Envoy's counters whose names contain `filter`.
@@ -697,6 +905,57 @@ impl Scenario {
                 &format!("https://{sni}:15443/headers"),
             ],
         )
+    }
+}
+
+/// dig's view of one answer: its response code and the addresses of its A records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAnswer {
+    pub rcode: String,
+    pub addresses: Vec<String>,
+}
+
+impl DnsAnswer {
+    /// Reads `dig +noall +comments +answer` output.
+    pub fn parse(out: &str) -> DnsAnswer {
+        let rcode = out
+            .lines()
+            .find_map(|l| l.split_once("status: "))
+            .and_then(|(_, rest)| rest.split(',').next())
+            .unwrap_or("")
+            .to_string();
+        let addresses = out
+            .lines()
+            .filter(|l| !l.starts_with(';'))
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                match fields.as_slice() {
+                    [.., "A", address] => Some(address.to_string()),
+                    _ => None,
+                }
+            })
+            .collect();
+        DnsAnswer { rcode, addresses }
+    }
+}
+
+/// Polls `check` until it gives a value, for up to `within` counted from `since`: the value
+/// and when it came. `None` when the deadline passed first (a value that came late included).
+pub fn eventually<T>(
+    since: Instant,
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<(Duration, T)> {
+    loop {
+        let value = check();
+        let elapsed = since.elapsed();
+        if elapsed > within {
+            return None;
+        }
+        if let Some(value) = value {
+            return Some((elapsed, value));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -767,5 +1026,25 @@ mod tests {
         assert_eq!(exchange.status_line, "HTTP/1.1 404 Not Found");
         assert_eq!(exchange.header("X-Global-Guard"), Some("unknown-host"));
         assert_eq!(exchange.body, "nope\n");
+    }
+
+    #[test]
+    fn reads_the_response_code_and_addresses_of_dig_output() {
+        let out = ";; Got answer:\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 4242\n;; flags: qr aa rd; QUERY: 1, ANSWER: 1\n\nlive.bar.global.\t30\tIN\tA\t127.255.0.9\n";
+        let answer = DnsAnswer::parse(out);
+        assert_eq!(answer.rcode, "NOERROR");
+        assert_eq!(answer.addresses, vec!["127.255.0.9".to_string()]);
+        let nx = DnsAnswer::parse(";; ->>HEADER<<- opcode: QUERY, status: NXDOMAIN, id: 7\n");
+        assert_eq!(nx.rcode, "NXDOMAIN");
+        assert!(nx.addresses.is_empty());
+    }
+
+    #[test]
+    fn eventually_gives_up_at_the_deadline() {
+        let since = Instant::now();
+        assert!(eventually(since, Duration::from_millis(50), || None::<()>).is_none());
+        let (elapsed, value) = eventually(since, Duration::from_secs(5), || Some(7)).unwrap();
+        assert_eq!(value, 7);
+        assert!(elapsed < Duration::from_secs(5));
     }
 }

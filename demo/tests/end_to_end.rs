@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use demo::host::{self, run_in, Host};
 use demo::scenario::{Programs, Scenario, CLUSTER1, CLUSTER2, CLUSTER2_GW_ADDR, VIP};
@@ -82,6 +83,52 @@ fn assert_every_hop(s: &Scenario, args: &[&str]) -> Value {
         "httpbin's sidecar did not see sleep's mesh identity: {xfcc:?}"
     );
     body
+}
+
+/// A ServiceEntry created while everything runs is answered by dns-shim and allowed by the
+/// sidecar's global_guard (its table from globalmesh-controller, by ECDS) within 2 s; deleted,
+/// both refuse it again within 2 s. Nothing is restarted.
+fn live_service_entry_is_followed_without_a_restart(s: &mut Scenario) {
+    let processes = s.host.processes();
+    let url = "live.bar.global:8000/headers";
+    // After the deletion DNS no longer answers; a client that kept the address still tries.
+    let cached = ["--resolve", "live.bar.global:8000:127.255.0.9", url];
+    let refused = s.curl(&cached).unwrap();
+    assert_eq!(refused.header("x-global-guard"), Some("unknown-host"));
+
+    let mut entry = s.seed_copy("live-bar", "live.bar.global").unwrap();
+    entry["spec"]["addresses"] = json!(["127.255.0.9"]);
+    let written = Instant::now();
+    let admission = s.create("live-bar.json", &entry).unwrap();
+    assert!(admission.allowed, "{}", admission.message);
+    let (_, answer) = s
+        .until_dns(written, "live.bar.global", "NOERROR")
+        .expect("dns-shim did not answer live.bar.global within 2 s");
+    assert_eq!(answer.addresses, vec!["127.255.0.9".to_string()]);
+    let (_, (exchange, before, after)) = s
+        .until_allowed(written, &[url])
+        .expect("global_guard did not allow live.bar.global within 2 s");
+    assert!(after > before, "the allowed counter did not rise");
+    assert_eq!(exchange.header("x-global-guard"), None, "{exchange:?}");
+    assert_eq!(
+        s.ecds_version().unwrap(),
+        s.sidecar_ecds_version().unwrap(),
+        "the sidecar does not run the table in the ECDS file"
+    );
+
+    let deleted = Instant::now();
+    assert!(s.delete("live-bar.json").unwrap().allowed);
+    s.until_dns(deleted, "live.bar.global", "NXDOMAIN")
+        .expect("dns-shim still answered live.bar.global 2 s after its deletion");
+    let (_, refused) = s
+        .until_refused(deleted, &cached, "unknown-host")
+        .expect("global_guard still allowed live.bar.global 2 s after its deletion");
+    assert_eq!(refused.status, 404);
+    assert_eq!(
+        s.host.processes(),
+        processes,
+        "a process was restarted during the live step"
+    );
 }
 
 // `make test` runs it with --include-ignored when it runs as root, as CI does.
@@ -217,6 +264,8 @@ fn seed_scenario_end_to_end() {
             "{}",
             denied.message
         );
+
+        live_service_entry_is_followed_without_a_restart(&mut s);
 
         assert!(
             s.host.exited().is_empty(),

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use controller::ecds::{discovery_response, write_atomically, WasmSettings};
+use controller::sync::EcdsTarget;
 use demo::envoy::{self, Identity, SidecarConfig};
+use policy::table::Table;
 use policy::Options;
 
 fn root() -> PathBuf {
@@ -57,7 +60,7 @@ fn pki(dir: &Path) -> (PathBuf, demo::pki::Workload) {
 fn client_sidecars_for_all_three_seed_entries_validate() {
     let dir = tempfile::tempdir().unwrap();
     let (root_cert, sleep) = pki(dir.path());
-    // Validation loads the module, so it must be the real one (the Makefile builds it first).
+    // The ECDS file names the module, so it must be the real one (the Makefile builds it first).
     let wasm = std::env::var_os("GLOBAL_GUARD_WASM")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/wasm32-wasip1/release/global_guard.wasm"));
@@ -66,6 +69,15 @@ fn client_sidecars_for_all_three_seed_entries_validate() {
         "{} is missing: build it with make build-filter",
         wasm.display()
     );
+    // Envoy wants the ECDS file to exist; it holds what globalmesh-controller writes.
+    let ecds_file = dir.path().join("ecds/global_guard.json");
+    std::fs::create_dir_all(dir.path().join("ecds")).unwrap();
+    let target = EcdsTarget {
+        path: ecds_file.clone(),
+        resource_name: "global_guard".to_string(),
+        wasm: WasmSettings::new(&wasm),
+        cluster_header: Some("x-global-cluster".to_string()),
+    };
     let addresses: BTreeMap<String, String> = [(
         "istio-egressgateway.istio-system.svc.cluster.local".to_string(),
         "198.18.1.1".to_string(),
@@ -83,17 +95,23 @@ fn client_sidecars_for_all_three_seed_entries_validate() {
             .collect();
         let options = Options::default();
         let services = envoy::global_services(&entries, &options, &addresses).unwrap();
+        let table = Table::build(&entries, &options);
+        let response = discovery_response(
+            &target.resource_name,
+            table.hash.as_deref().unwrap(),
+            &target.wasm,
+            &target.configuration(&table).to_string(),
+        );
+        write_atomically(&ecds_file, &response).unwrap();
         let config = envoy::client_sidecar(
-            &entries,
             &services,
-            &options,
             &SidecarConfig {
                 identity: Identity {
                     cert: &sleep.cert,
                     key: &sleep.key,
                     root: &root_cert,
                 },
-                wasm: &wasm,
+                ecds_file: &ecds_file,
                 admin_port: 15000,
                 outbound_port: 15001,
                 cluster_header: "x-global-cluster",
