@@ -76,9 +76,12 @@ pub fn discovery_response(
 
 /// Writes `value` to `path` so that a watcher never reads half a file: into a temporary file
 /// beside it, synced, then renamed over it (Envoy's path config source reloads on the move).
+/// The file is mode 0644: the temporary file is created 0600, and the Envoy that reads it may
+/// run as another user (uid 1337 in an Istio sidecar).
 pub fn write_atomically(path: &Path, value: &Value) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    set_readable(file.as_file())?;
     serde_json::to_writer(&mut file, value)?;
     file.write_all(b"\n")?;
     file.as_file().sync_all()?;
@@ -88,4 +91,37 @@ pub fn write_atomically(path: &Path, value: &Value) -> io::Result<()> {
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+#[cfg(unix)]
+fn set_readable(file: &fs::File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn set_readable(_file: &fs::File) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn written_file_is_readable_by_other_users() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("global_guard.json");
+        write_atomically(&path, &json!({"version_info": "1"})).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        // A rewrite replaces the file and keeps the mode.
+        write_atomically(&path, &json!({"version_info": "2"})).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"version_info\":\"2\"}\n");
+    }
 }
