@@ -23,8 +23,8 @@ fn main() {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 best = best.min(ms);
                 println!(
-                    "{} ServiceEntries, {} hosts, {} bytes: {ms:.1} ms",
-                    config.entries,
+                    "{}, {} hosts, {} bytes: {ms:.1} ms",
+                    config.source,
                     config.table.len(),
                     bytes.len()
                 );

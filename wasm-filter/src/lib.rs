@@ -8,12 +8,12 @@ pub mod metrics;
 
 use std::rc::Rc;
 
-use log::{debug, error, info};
+use log::{debug, error, info, warn};
 use policy::authority::Decision;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::metrics::{Metrics, Outcome};
 
 /// The reply header that carries the reason code of a local reply.
@@ -52,7 +52,13 @@ impl RootContext for GuardRoot {
         }
         let started = self.get_current_time();
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match config::parse(&bytes) {
+        let parsed = config::parse_for(&bytes, || {
+            // Envoy 1.40 serves the node as `xds.node`; older ones as `node`.
+            self.get_property(vec!["xds", "node", "metadata", "NAMESPACE"])
+                .or_else(|| self.get_property(vec!["node", "metadata", "NAMESPACE"]))
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+        });
+        match parsed {
             Ok(config) => {
                 let micros = self
                     .get_current_time()
@@ -63,17 +69,35 @@ impl RootContext for GuardRoot {
                             .saturating_mul(1_000_000)
                             .saturating_add(u64::from(d.subsec_micros()))
                     });
+                if config.source == Source::Empty {
+                    warn!(
+                        "global_guard: the configuration holds no table; every .{} host is refused as unknown-host until one arrives",
+                        config.table.suffix()
+                    );
+                }
                 info!(
-                    "global_guard: {} ServiceEntries, {} .global hosts, cluster header {}, configured in {micros} us",
-                    config.entries,
+                    "global_guard: {}, {} .global hosts, cluster header {}, {}, configured in {micros} us",
+                    config.source,
                     config.table.len(),
-                    config.cluster_header
+                    config.cluster_header,
+                    config.viewer
                 );
+                // Request contexts created from now on take the new table; those in flight
+                // keep the one they started with.
                 self.config = Some(Rc::new(config));
                 true
             }
             Err(e) => {
-                error!("global_guard: invalid configuration: {e}");
+                match &self.config {
+                    Some(old) => error!(
+                        "global_guard: invalid configuration: {e}; still serving the previous one ({}, {} .global hosts)",
+                        old.source,
+                        old.table.len()
+                    ),
+                    None => error!("global_guard: invalid configuration: {e}"),
+                }
+                // Tells the host the configuration is refused; a root context that was
+                // configured before keeps answering with its previous table.
                 false
             }
         }

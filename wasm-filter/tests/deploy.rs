@@ -9,8 +9,10 @@
 
 use std::fs;
 
-use global_guard::config;
-use policy::authority::Decision;
+use global_guard::config::{self, Source};
+use policy::authority::{Decision, Reason};
+use policy::options::Options;
+use policy::table::Table;
 use serde_json::Value;
 
 fn manifest(name: &str) -> Value {
@@ -32,12 +34,40 @@ fn assert_seed_config(json: &str) {
     );
 }
 
+/// The seed's ServiceEntries as the controller turns them into a table.
+fn seed_table() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/seed/serviceentry-versioned.yaml");
+    let text = fs::read_to_string(&path).unwrap();
+    let entries: Vec<_> = policy::parse_str(&text)
+        .unwrap()
+        .into_iter()
+        .map(|parsed| parsed.entry.unwrap())
+        .collect();
+    serde_json::to_value(Table::build(&entries, &Options::default())).unwrap()
+}
+
 #[test]
-fn wasmplugin_runs_on_outbound_with_a_valid_plugin_config() {
+fn wasmplugin_fails_closed_until_the_controller_writes_the_table() {
     let plugin = manifest("wasmplugin.yaml");
     assert_eq!(plugin["kind"], "WasmPlugin");
     assert_eq!(plugin["spec"]["match"][0]["mode"], "CLIENT");
-    assert_seed_config(&plugin["spec"]["pluginConfig"].to_string());
+    let mut plugin_config = plugin["spec"]["pluginConfig"].clone();
+    assert!(
+        plugin_config.get("table").is_none() && plugin_config.get("service_entries").is_none(),
+        "the controller owns the table: {plugin_config}"
+    );
+    let config = config::parse(plugin_config.to_string().as_bytes()).unwrap();
+    assert_eq!(config.source, Source::Empty);
+    assert_eq!(config.cluster_header, "x-global-cluster");
+    let Decision::Reject(rejection) = config.table.decide("httpbin.bar.global:8000", None, None)
+    else {
+        panic!("an empty table refuses .global hosts");
+    };
+    assert_eq!(rejection.reason, Reason::UnknownHost);
+    // What the WasmPlugin holds once the controller's server-side apply has added its field.
+    plugin_config["table"] = seed_table();
+    assert_seed_config(&plugin_config.to_string());
 }
 
 #[test]

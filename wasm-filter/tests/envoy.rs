@@ -9,7 +9,11 @@
 
 mod common;
 
-use common::{free_port, seed_config, service_entry, Envoy, Version, VERSIONS};
+use common::{
+    free_port, get_once, inline_filter, seed_config, seed_table_config, service_entry, Envoy,
+    Version, VERSIONS,
+};
+use serde_json::{json, Value};
 
 const CLUSTER: &str = "x-global-cluster";
 
@@ -225,10 +229,189 @@ fn refuses_an_unknown_configuration_field() {
 }
 
 #[test]
-fn refuses_configuration_without_service_entries() {
+fn refuses_both_forms_at_once() {
+    let table: Value = serde_json::from_str(&seed_table_config(vec![])).unwrap();
+    let both = json!({"table": table["table"], "service_entries": []}).to_string();
     assert_refused(
-        r#"{"domain_suffix": "global"}"#,
-        "global_guard: invalid configuration: missing field `service_entries`",
+        &both,
+        "global_guard: invalid configuration: both `table` and `service_entries` are set",
+    );
+}
+
+#[test]
+fn refuses_a_table_whose_hash_does_not_match() {
+    let mut config: Value = serde_json::from_str(&seed_table_config(vec![])).unwrap();
+    config["table"]["hosts"][0]["ports"] = json!([9000]);
+    assert_refused(
+        &config.to_string(),
+        "global_guard: invalid configuration: table: hash ",
+    );
+}
+
+#[test]
+fn table_form_allows_known_hosts_and_sets_the_cluster() {
+    let envoy = Envoy::start(&seed_table_config(vec![]));
+    for version in VERSIONS {
+        let reply = envoy.get(version, "httpbin.bar.global:8000", &[]);
+        assert_eq!(reply.status, 200, "{version:?}: {reply:?}");
+        assert_eq!(reply.header("x-global-guard"), None);
+        assert_eq!(reply.upstream_header_lines(CLUSTER), ["cluster2"]);
+        let unknown = envoy.get(version, "nope.bar.global:8000", &[]);
+        assert_eq!(unknown.status, 404, "{version:?}: {unknown:?}");
+        assert_eq!(unknown.header("x-global-guard"), Some("unknown-host"));
+        let port = envoy.get(version, "httpbin.bar.global:9000", &[]);
+        assert_eq!(port.status, 404, "{version:?}: {port:?}");
+        assert_eq!(port.header("x-global-guard"), Some("unknown-port"));
+        let cluster = envoy.get(version, "httpbin.bar.global:8000", &[(CLUSTER, "c9")]);
+        assert_eq!(cluster.header("x-global-guard"), Some("unknown-cluster"));
+    }
+    let log = envoy.log();
+    assert!(
+        log.contains("global_guard: table fnv1a64:")
+            && log.contains(", 1 .global hosts, cluster header x-global-cluster, namespace unknown, configured in "),
+        "{log}"
+    );
+}
+
+#[test]
+fn empty_configuration_refuses_every_global_host() {
+    // Istio sends no bytes for a WasmPlugin whose pluginConfig is still empty.
+    for configuration in ["", r#"{"cluster_header": "x-global-cluster"}"#] {
+        let envoy = Envoy::start(configuration);
+        let reply = envoy.get(Version::Http1, "httpbin.bar.global:8000", &[]);
+        assert_eq!(reply.status, 404, "{configuration:?}: {reply:?}");
+        assert_eq!(reply.header("x-global-guard"), Some("unknown-host"));
+        let plain = envoy.get(Version::Http1, "localhost", &[]);
+        assert_eq!(plain.status, 200, "{plain:?}");
+        let log = envoy.log();
+        assert!(
+            log.contains(
+                "global_guard: the configuration holds no table; every .global host is refused"
+            ),
+            "{log}"
+        );
+        assert!(
+            log.contains("global_guard: no table yet, 0 .global hosts"),
+            "{log}"
+        );
+    }
+}
+
+/// The exportTo cases of the matrix: each host's `exportTo` (None: unset), all in namespace foo.
+const EXPORTS: [(&str, Option<&[&str]>); 5] = [
+    ("own.foo.global", Some(&["."])),
+    ("listed.foo.global", Some(&["bar"])),
+    ("all.foo.global", Some(&["*"])),
+    ("none.foo.global", Some(&["~"])),
+    ("unset.foo.global", None),
+];
+
+fn exported_entries() -> Vec<Value> {
+    EXPORTS
+        .iter()
+        .map(|(host, export_to)| {
+            let mut entry = service_entry(host, &[8000], &["cluster2"]);
+            if let Some(list) = export_to {
+                entry["spec"]["exportTo"] = json!(list);
+            }
+            entry
+        })
+        .collect()
+}
+
+/// Envoy with `configuration`, its node metadata `NAMESPACE` set to `node` if given.
+fn start_in(node: Option<&str>, configuration: &str) -> Envoy {
+    let metadata = node.map_or(json!({}), |ns| json!({ "NAMESPACE": ns }));
+    Envoy::must(Envoy::launch(
+        free_port(),
+        inline_filter(configuration),
+        metadata,
+    ))
+}
+
+/// Asserts which of [`EXPORTS`]' hosts `envoy` lets through: the rest are 404 not-exported.
+fn assert_visible(envoy: &Envoy, what: &str, visible: &[&str]) {
+    for (host, _) in EXPORTS {
+        let answer = get_once(envoy.port, &format!("{host}:8000")).unwrap();
+        if visible.contains(&host) {
+            assert_eq!(
+                (answer.status, answer.reason.as_deref()),
+                (200, None),
+                "{what}: {host}"
+            );
+        } else {
+            assert_eq!(
+                (answer.status, answer.reason.as_deref()),
+                (404, Some("not-exported")),
+                "{what}: {host}"
+            );
+        }
+    }
+}
+
+#[test]
+fn export_to_decides_per_proxy_namespace() {
+    let configuration = seed_table_config(exported_entries());
+    let cases: [(Option<&str>, &[&str]); 4] = [
+        (
+            Some("foo"),
+            &["own.foo.global", "all.foo.global", "unset.foo.global"],
+        ),
+        (
+            Some("bar"),
+            &["listed.foo.global", "all.foo.global", "unset.foo.global"],
+        ),
+        (Some("other"), &["all.foo.global", "unset.foo.global"]),
+        // No namespace known: only what every namespace sees.
+        (None, &["all.foo.global", "unset.foo.global"]),
+    ];
+    for (node, visible) in cases {
+        let envoy = start_in(node, &configuration);
+        assert_visible(&envoy, &format!("seen from {node:?}"), visible);
+        let expected = match node {
+            Some(ns) => format!("namespace {ns} (node metadata)"),
+            None => "namespace unknown".to_string(),
+        };
+        assert!(envoy.log().contains(&expected), "{}", envoy.log());
+    }
+}
+
+#[test]
+fn configured_namespace_overrides_node_metadata() {
+    let mut configuration: Value =
+        serde_json::from_str(&seed_table_config(exported_entries())).unwrap();
+    configuration["namespace"] = json!("bar");
+    let envoy = start_in(Some("foo"), &configuration.to_string());
+    assert_visible(
+        &envoy,
+        "configured bar on a node in foo",
+        &["listed.foo.global", "all.foo.global", "unset.foo.global"],
+    );
+    assert!(
+        envoy.log().contains("namespace bar (configured)"),
+        "{}",
+        envoy.log()
+    );
+    let answer = get_once(envoy.port, "own.foo.global:8000").unwrap();
+    assert_eq!(answer.status, 404);
+}
+
+#[test]
+fn default_export_to_hides_unset_entries_from_other_namespaces() {
+    let mut entries = common::seed_entries();
+    entries.extend(exported_entries());
+    let configuration = json!({"service_entries": entries, "default_export_to": ["."]}).to_string();
+    let from_bar = start_in(Some("bar"), &configuration);
+    assert_visible(
+        &from_bar,
+        "default . seen from bar",
+        &["listed.foo.global", "all.foo.global"],
+    );
+    let from_foo = start_in(Some("foo"), &configuration);
+    assert_visible(
+        &from_foo,
+        "default . seen from foo",
+        &["own.foo.global", "all.foo.global", "unset.foo.global"],
     );
 }
 

@@ -1,5 +1,6 @@
-//! Shared set-up of the Envoy tests: the built module, the seed's ServiceEntries, a loopback
-//! upstream that echoes request headers, an Envoy process, and curl.
+//! Shared set-up of the Envoy tests: the built module, the seed's ServiceEntries and their
+//! compact table, a loopback upstream that echoes request headers, an Envoy process (the filter
+//! inline or through extension config discovery), curl, and a keep-alive client for load.
 #![allow(dead_code)]
 
 use std::fs;
@@ -95,6 +96,23 @@ pub fn seed_config(extra: Vec<Value>) -> String {
     json!({"service_entries": entries}).to_string()
 }
 
+/// The compact table of `entries`, as globalmesh-controller writes it.
+pub fn table_of(entries: &[Value]) -> Value {
+    let entries: Vec<policy::ServiceEntry> = entries
+        .iter()
+        .map(|e| serde_json::from_value(e.clone()).expect("a ServiceEntry"))
+        .collect();
+    let table = policy::table::Table::build(&entries, &policy::Options::default());
+    serde_json::to_value(table).expect("table to JSON")
+}
+
+/// The plugin configuration in the table form: the seed's ServiceEntries plus `extra`.
+pub fn seed_table_config(extra: Vec<Value>) -> String {
+    let mut entries = seed_entries();
+    entries.extend(extra);
+    json!({"table": table_of(&entries)}).to_string()
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -175,9 +193,16 @@ impl Envoy {
     /// Starts Envoy with `configuration` as the plugin configuration and waits until it is
     /// ready; the listener uses `port`.
     pub fn start_on(port: u16, configuration: &str) -> Result<Envoy, StartError> {
+        Envoy::launch(port, inline_filter(configuration), json!({}))
+    }
+
+    /// Starts Envoy with `filter` (the HTTP filter before the router: [`inline_filter`] or
+    /// [`discovered_filter`]) and `node_metadata` as the bootstrap's `node.metadata`, and waits
+    /// until it is ready.
+    pub fn launch(port: u16, filter: Value, node_metadata: Value) -> Result<Envoy, StartError> {
         let upstream = start_echo();
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = envoy_config(port, upstream, configuration);
+        let config = envoy_config(port, upstream, filter, node_metadata);
         let config_path = dir.path().join("envoy.json");
         fs::write(&config_path, config.to_string()).expect("write envoy config");
         let admin_path = dir.path().join("admin-address");
@@ -229,7 +254,12 @@ impl Envoy {
 
     /// As [`Envoy::start_on`], on a free port, for a configuration that must work.
     pub fn start(configuration: &str) -> Envoy {
-        match Envoy::start_on(free_port(), configuration) {
+        Envoy::must(Envoy::start_on(free_port(), configuration))
+    }
+
+    /// The Envoy that started, or a panic with its log.
+    pub fn must(started: Result<Envoy, StartError>) -> Envoy {
+        match started {
             Ok(envoy) => envoy,
             Err(e) => panic!("envoy did not start ({:?}):\n{}", e.exited, e.log),
         }
@@ -266,9 +296,50 @@ impl Drop for Envoy {
     }
 }
 
-fn envoy_config(port: u16, upstream: u16, configuration: &str) -> Value {
-    let module = module_path();
+/// global_guard with `configuration` in the listener's own configuration.
+pub fn inline_filter(configuration: &str) -> Value {
     json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "global_guard",
+                "failure_policy": "FAIL_CLOSED",
+                "vm_config": {
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": module_path()}}
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": configuration
+                }
+            }
+        }
+    })
+}
+
+/// global_guard through extension config discovery from `path`, a discovery response file that
+/// Envoy reloads when it is moved into `path`'s directory (what istiod's ECDS does for a
+/// WasmPlugin, from a file).
+pub fn discovered_filter(path: &Path) -> Value {
+    let dir = path.parent().expect("the file lies in a directory");
+    json!({
+        "name": "global_guard",
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {
+                    "path": path,
+                    "watched_directory": {"path": dir}
+                }
+            },
+            "type_urls": [controller::ecds::WASM_TYPE_URL]
+        }
+    })
+}
+
+fn envoy_config(port: u16, upstream: u16, filter: Value, node_metadata: Value) -> Value {
+    json!({
+        "node": {"id": "global-guard-test", "cluster": "test", "metadata": node_metadata},
         "static_resources": {
             "listeners": [{
                 "name": "main",
@@ -285,24 +356,7 @@ fn envoy_config(port: u16, upstream: u16, configuration: &str) -> Value {
                             "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]
                         }]},
                         "http_filters": [
-                            {
-                                "name": "envoy.filters.http.wasm",
-                                "typed_config": {
-                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                                    "config": {
-                                        "name": "global_guard",
-                                        "failure_policy": "FAIL_CLOSED",
-                                        "vm_config": {
-                                            "runtime": "envoy.wasm.runtime.v8",
-                                            "code": {"local": {"filename": module}}
-                                        },
-                                        "configuration": {
-                                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                                            "value": configuration
-                                        }
-                                    }
-                                }
-                            },
+                            filter,
                             {
                                 "name": "envoy.filters.http.router",
                                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -434,4 +488,76 @@ pub fn curl(port: u16, version: Version, host: &str, headers: &[(&str, &str)]) -
         headers,
         body: body.to_string(),
     }
+}
+
+/// One keep-alive HTTP/1.1 connection, for load: a request at a time, the answer read to its
+/// end (`content-length`), so the next request goes on the same connection.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+/// What [`Client::get`] learnt of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// The `x-global-guard` reason, if the filter answered.
+    pub reason: Option<String>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+
+    pub fn get(&mut self, host: &str) -> std::io::Result<Answer> {
+        use std::io::{Error, ErrorKind};
+        write!(self.writer, "GET /load HTTP/1.1\r\nHost: {host}\r\n\r\n")?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(Error::new(ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::new(ErrorKind::InvalidData, format!("status line {line:?}")))?;
+        let mut length = 0usize;
+        let mut reason = None;
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(Error::new(ErrorKind::UnexpectedEof, "connection closed"));
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let Some((name, value)) = header.split_once(':') else {
+                continue;
+            };
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().unwrap_or(0),
+                "x-global-guard" => reason = Some(value.trim().to_string()),
+                "transfer-encoding" => {
+                    return Err(Error::new(ErrorKind::InvalidData, "chunked answer"));
+                }
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok(Answer { status, reason })
+    }
+}
+
+/// One request on a fresh connection.
+pub fn get_once(port: u16, host: &str) -> std::io::Result<Answer> {
+    Client::connect(port)?.get(host)
 }
