@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Writes the Envoy configurations of benches/filter/run.sh as JSON.
 
-usage: envoy_config.py KIND LISTEN_PORT ADMIN_PORT ENTRIES MODULE > envoy.json
+usage: envoy_config.py KIND LISTEN_PORT ADMIN_PORT ENTRIES MODULE [CONFIGURATION_FILE] > envoy.json
 KIND is guard (global_guard), noop (the least proxy-wasm filter), lua (an Envoy Lua filter doing
-the same host/port/cluster check) or none. Every Envoy answers with a local direct_response, so
+the same host/port/cluster check) or none. global_guard gets ENTRIES ServiceEntries
+(`service_entries`), or the plugin configuration in CONFIGURATION_FILE when given (the table form
+that `cargo run -p wasm-filter --example table_config -- ENTRIES` prints, for the same hosts). Every Envoy answers with a local direct_response, so
 only the filter and Envoy itself are measured.
 """
 import json
@@ -96,9 +98,13 @@ def wasm_filter(module, configuration):
 
 def main():
     kind, port, admin, count, module = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    configuration_file = sys.argv[6] if len(sys.argv) > 6 else None
     entries = service_entries(count)
     filters = []
-    if kind == "guard":
+    if kind == "guard" and configuration_file:
+        with open(configuration_file) as f:
+            filters.append(wasm_filter(module, f.read()))
+    elif kind == "guard":
         filters.append(wasm_filter(module, json.dumps({"service_entries": entries})))
     elif kind == "noop":
         filters.append(wasm_filter(module, ""))

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Throughput of global_guard against the least proxy-wasm filter and an Envoy Lua filter doing
 # the same check, in one run, alternating; then the configure time and memory of global_guard
-# with 10,000 ServiceEntries. Every Envoy has one worker and answers with a local
-# direct_response on 127.0.0.1. Prints figures and ratios; asserts nothing.
+# with BIG_ENTRIES hosts. Every Envoy has one worker and answers with a local direct_response on
+# 127.0.0.1. Prints figures and ratios; asserts nothing.
+#
+# `run.sh configure` only starts global_guard with a table of each size in SIZES and prints the
+# on_configure time each VM logged ("configured in N us").
 #
 # env: ENVOY_BIN (default .tools/envoy/envoy/_bin/envoy), ROUNDS (4), DURATION (5s per wrk run),
-#      CONNECTIONS (32), ENTRIES (1000), BIG_ENTRIES (10000).
+#      CONNECTIONS (32), ENTRIES (1000), BIG_ENTRIES (10000), SIZES (1000 10000 100000),
+#      FORM (table: the compact table globalmesh-controller writes; service_entries: whole
+#      ServiceEntries).
 set -euo pipefail
+MODE=${1:-all}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ENVOY_BIN=${ENVOY_BIN:-$ROOT/.tools/envoy/envoy/_bin/envoy}
 ROUNDS=${ROUNDS:-4}
@@ -14,12 +20,18 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32}
 ENTRIES=${ENTRIES:-1000}
 BIG_ENTRIES=${BIG_ENTRIES:-10000}
+SIZES=${SIZES:-1000 10000 100000}
+FORM=${FORM:-table}
+case "$FORM" in table | service_entries) ;; *) echo "run.sh: FORM is table or service_entries, not $FORM" >&2; exit 2 ;; esac
+case "$MODE" in all | configure) ;; *) echo "run.sh: usage: run.sh [configure]" >&2; exit 2 ;; esac
 HOST=${HOST:-svc-500.ns-0.global:8000}
 [ -x "$ENVOY_BIN" ] || { echo "run.sh: no Envoy at $ENVOY_BIN (make setup)" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "run.sh: wrk missing (scripts/ensure-apt wrk)" >&2; exit 1; }
+[ "$MODE" = configure ] || command -v wrk >/dev/null || { echo "run.sh: wrk missing (scripts/ensure-apt wrk)" >&2; exit 1; }
 
 cargo build --quiet --release --target wasm32-wasip1 -p wasm-filter -p noop-filter
-WASM=${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip1/release
+cargo build --quiet --release -p wasm-filter --example table_config
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WASM=$TARGET/wasm32-wasip1/release
 GUARD=$WASM/global_guard.wasm
 NOOP=$WASM/noop_filter.wasm
 
@@ -28,12 +40,21 @@ source "$ROOT/benches/lib.sh"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start NAME KIND ENTRIES MODULE: starts an Envoy, waits (bounded) for /ready; sets PORT_NAME,
-# ADMIN_NAME and PID_NAME.
+# guard_config ENTRIES: the plugin configuration file for global_guard in FORM (none for
+# service_entries: envoy_config.py writes those itself).
+guard_config() {
+  if [ "$FORM" = table ]; then
+    "$TARGET/release/examples/table_config" "$1" >"$WORK/table-$1.json"
+    echo "$WORK/table-$1.json"
+  fi
+}
+
+# start NAME KIND ENTRIES MODULE [CONFIGURATION_FILE]: starts an Envoy, waits (bounded) for
+# /ready; sets PORT_NAME, ADMIN_NAME and PID_NAME.
 start() {
   local name=$1 kind=$2 entries=$3 module=$4 port admin pid
   port=$(free_port); admin=$(free_port)
-  python3 "$ROOT/benches/filter/envoy_config.py" "$kind" "$port" "$admin" "$entries" "$module" >"$WORK/$name.json"
+  python3 "$ROOT/benches/filter/envoy_config.py" "$kind" "$port" "$admin" "$entries" "$module" ${5:+"$5"} >"$WORK/$name.json"
   "$ENVOY_BIN" -c "$WORK/$name.json" --concurrency 1 --disable-hot-restart -l info >"$WORK/$name.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
@@ -48,9 +69,24 @@ start() {
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 echo "== machine: $(nproc) cores, $(uname -sr); $("$ENVOY_BIN" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1); date $(date -u +%FT%TZ)"
-echo "== modules: global_guard $(stat -c %s "$GUARD") bytes, noop_filter $(stat -c %s "$NOOP") bytes"
+echo "== modules: global_guard $(stat -c %s "$GUARD") bytes, noop_filter $(stat -c %s "$NOOP") bytes; global_guard configured with FORM=$FORM"
 
-start guard guard "$ENTRIES" "$GUARD"
+# The on_configure time per VM for one size: Envoy's main thread and its worker each run one VM.
+configure_time() {
+  local entries=$1 name=conf$1 pid_var=PID_conf$1
+  start "$name" guard "$entries" "$GUARD" "$(guard_config "$entries")"
+  echo "== global_guard with $entries hosts ($FORM, $(stat -c %s "$WORK/$name.json") bytes of Envoy config): on_configure per VM:"
+  grep -o "global_guard: .*configured in [0-9]* us" "$WORK/$name.log" | sed 's/^/   /'
+  echo "   RSS at ready: $(rss_kb "${!pid_var}") kB"
+  kill "${!pid_var}" 2>/dev/null || true
+}
+
+if [ "$MODE" = configure ]; then
+  for size in $SIZES; do configure_time "$size"; done
+  exit 0
+fi
+
+start guard guard "$ENTRIES" "$GUARD" "$(guard_config "$ENTRIES")"
 start noop noop 0 "$NOOP"
 start lua lua "$ENTRIES" -
 
@@ -113,8 +149,6 @@ for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 wait 2>/dev/null || true
 PIDS=()
 
-start big guard "$BIG_ENTRIES" "$GUARD"
+configure_time "$BIG_ENTRIES"
 start small noop 0 "$NOOP"
-echo "== global_guard with $BIG_ENTRIES ServiceEntries ($(stat -c %s "$WORK/big.json") bytes of Envoy config): on_configure per VM:"
-grep -o "global_guard: .*configured in [0-9]* us" "$WORK/big.log" | sed 's/^/   /'
-echo "== RSS at ready: global_guard/$BIG_ENTRIES $(rss_kb "$PID_big") kB, least wasm filter $(rss_kb "$PID_small") kB"
+echo "== RSS at ready: least wasm filter $(rss_kb "$PID_small") kB"
