@@ -2,7 +2,8 @@
 //! discovery from a watched file (how istiod delivers a WasmPlugin, without istiod), the file
 //! written as globalmesh-controller writes it. Under load from keep-alive connections, the table
 //! is flipped 20 times; a host in every version never gets a non-2xx answer, and a host added
-//! in a new table is allowed within 2 s of the write.
+//! in a new table is allowed within 2 s of the write. A table that does not read is refused and
+//! the previous one goes on serving.
 // Test code: a failing unwrap is a failing test.
 #![allow(
     clippy::unwrap_used,
@@ -204,4 +205,53 @@ fn flipping_the_table_under_load_fails_no_request() {
         log.matches("global_guard: table fnv1a64:").count() > FLIPS,
         "one configuration per version:\n{log}"
     );
+}
+
+/// Writes a discovery response whose table does not read (its hash does not match).
+fn write_bad_table(path: &Path) {
+    let table = table_of(&[service_entry("stay.bar.global", &[8000], &["cluster2"])]);
+    let mut configuration = json!({ "table": table });
+    configuration["table"]["hosts"][0]["ports"] = json!([9000]);
+    let response = discovery_response(
+        "global_guard",
+        "bad",
+        &WasmSettings::new(module_path()),
+        &configuration.to_string(),
+    );
+    write_atomically(path, &response).unwrap();
+}
+
+#[test]
+fn a_table_that_does_not_read_keeps_the_previous_one_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("global_guard.json");
+    write_table(&path, &[STAY], 0);
+    let envoy = Envoy::must(Envoy::launch(
+        common::free_port(),
+        discovered_filter(&path),
+        json!({}),
+    ));
+    let port = envoy.port;
+    assert!(allowed(&get_once(port, STAY).unwrap()));
+    write_bad_table(&path);
+    let deadline = Instant::now() + STUCK;
+    while !envoy
+        .log()
+        .contains("global_guard: invalid configuration: table: hash ")
+    {
+        assert!(Instant::now() < deadline, "{}", envoy.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Envoy configures the base VM first; the filter refuses the table there, so Envoy rejects
+    // the update and keeps the previous plugin on its workers.
+    for _ in 0..20 {
+        assert!(allowed(&get_once(port, STAY).unwrap()), "{}", envoy.log());
+    }
+    write_table(&path, &[STAY, FLIP], 1);
+    assert!(
+        wait_for(port, FLIP, STUCK, allowed).is_some(),
+        "the next good table is taken:\n{}",
+        envoy.log()
+    );
+    assert!(allowed(&get_once(port, STAY).unwrap()));
 }
