@@ -126,8 +126,9 @@ fn unknown(answer: &Answer) -> bool {
     answer.status == 404 && answer.reason.as_deref() == Some("unknown-host")
 }
 
-#[test]
-fn flipping_the_table_under_load_fails_no_request() {
+/// An Envoy whose global_guard comes from an ECDS file holding the first table (STAY only),
+/// with the file's directory (removed on drop) and path.
+fn start_with_first_table() -> (tempfile::TempDir, std::path::PathBuf, Envoy) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("global_guard.json");
     write_table(&path, &[STAY], 0);
@@ -136,8 +137,18 @@ fn flipping_the_table_under_load_fails_no_request() {
         discovered_filter(&path),
         json!({}),
     ));
+    assert!(
+        allowed(&get_once(envoy.port, STAY).unwrap()),
+        "{}",
+        envoy.log()
+    );
+    (dir, path, envoy)
+}
+
+#[test]
+fn flipping_the_table_under_load_fails_no_request() {
+    let (_dir, path, envoy) = start_with_first_table();
     let port = envoy.port;
-    assert!(allowed(&get_once(port, STAY).unwrap()), "{}", envoy.log());
     assert!(unknown(&get_once(port, FLIP).unwrap()));
 
     let load = Arc::new(Load::default());
@@ -223,16 +234,8 @@ fn write_bad_table(path: &Path) {
 
 #[test]
 fn a_table_that_does_not_read_keeps_the_previous_one_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("global_guard.json");
-    write_table(&path, &[STAY], 0);
-    let envoy = Envoy::must(Envoy::launch(
-        common::free_port(),
-        discovered_filter(&path),
-        json!({}),
-    ));
+    let (_dir, path, envoy) = start_with_first_table();
     let port = envoy.port;
-    assert!(allowed(&get_once(port, STAY).unwrap()));
     write_bad_table(&path);
     let deadline = Instant::now() + STUCK;
     while !envoy
