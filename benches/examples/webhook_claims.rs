@@ -408,21 +408,23 @@ struct Burst {
 }
 
 async fn burst(cluster: &Cluster, tls: &Arc<rustls::ClientConfig>, total: usize) -> Burst {
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        let mut connections = Vec::new();
-        for replica in &cluster.replicas {
-            connections.push(H2::connect(replica.addr, Arc::clone(tls)).await);
-        }
-        clients.push(connections);
-    }
-    let clients = Arc::new(clients);
     let mut created = Vec::with_capacity(total);
     let mut elapsed = Duration::ZERO;
     let mut store_time = Duration::ZERO;
     let mut start = 0;
     while start < total {
         let end = (start + ROUND).min(total);
+        // Fresh connections each round: the pause in which the stand-in is compacted can
+        // outlast the webhook's --client-timeout, which closes idle connections (as it should).
+        let mut clients = Vec::new();
+        for _ in 0..CLIENTS {
+            let mut connections = Vec::new();
+            for replica in &cluster.replicas {
+                connections.push(H2::connect(replica.addr, Arc::clone(tls)).await);
+            }
+            clients.push(connections);
+        }
+        let clients = Arc::new(clients);
         let next = Arc::new(AtomicUsize::new(start));
         let began = Instant::now();
         let workers = (0..CLIENTS).map(|c| {
