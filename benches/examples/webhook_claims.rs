@@ -352,25 +352,7 @@ async fn create(h2: &H2, mut object: Value) -> Result<(Value, Timing), String> {
         "0a0b0c0d-0000-4000-8000-{:012}",
         UIDS.fetch_add(1, Ordering::Relaxed)
     );
-    let started = Instant::now();
-    let answer = h2
-        .review(
-            "/mutate",
-            &review(
-                "admission.k8s.io/v1",
-                &uid,
-                Operation::Create,
-                Some(&object),
-                None,
-                false,
-            ),
-        )
-        .await?;
-    let mutate = started.elapsed();
-    let response = &answer["response"];
-    if response["allowed"] != true {
-        return Err(response["status"]["message"].to_string());
-    }
+    let (mutate, response) = admit(h2, "/mutate", &uid, &object).await?;
     if let Some(patch) = response["patch"].as_str() {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(patch)
@@ -379,26 +361,37 @@ async fn create(h2: &H2, mut object: Value) -> Result<(Value, Timing), String> {
         json_patch::patch(&mut object, &patch).unwrap();
     }
     object["metadata"]["uid"] = Value::from(uid.clone());
+    let (validate, _) = admit(h2, "/validate", &uid, &object).await?;
+    Ok((object, Timing { mutate, validate }))
+}
+
+/// One CREATE review at `path`: its time and the response when allowed, the message when not.
+async fn admit(
+    h2: &H2,
+    path: &str,
+    uid: &str,
+    object: &Value,
+) -> Result<(Duration, Value), String> {
     let started = Instant::now();
     let answer = h2
         .review(
-            "/validate",
+            path,
             &review(
                 "admission.k8s.io/v1",
-                &uid,
+                uid,
                 Operation::Create,
-                Some(&object),
+                Some(object),
                 None,
                 false,
             ),
         )
         .await?;
-    let validate = started.elapsed();
-    let response = &answer["response"];
+    let took = started.elapsed();
+    let response = answer["response"].clone();
     if response["allowed"] != true {
         return Err(response["status"]["message"].to_string());
     }
-    Ok((object, Timing { mutate, validate }))
+    Ok((took, response))
 }
 
 struct Burst {
