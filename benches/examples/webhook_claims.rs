@@ -29,14 +29,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use bytes::Bytes;
 use fake_apiserver::admission::{review, Operation};
+use fake_apiserver::webhook_client::{tls_config, H2};
 use fake_apiserver::{FakeApiServer, ADDRESS_CLAIMS, HOST_CLAIMS};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{json, Value};
 
 const BIN: &str = "target/release/admission-webhook";
@@ -71,7 +66,7 @@ fn main() {
         .unwrap();
     assert!(status.success(), "admission-webhook certs failed");
     let client = client_pki(dir.path());
-    let tls = tls_config(&certs.join("ca.crt"), &client);
+    let tls = tls_config(&certs.join("ca.crt"), Some((&client.cert, &client.key)));
     let entries: Vec<Value> = benches::entries(existing)
         .iter()
         .map(|e| serde_json::to_value(e).unwrap())
@@ -372,21 +367,21 @@ async fn admit(
     uid: &str,
     object: &Value,
 ) -> Result<(Duration, Value), String> {
+    let body = review(
+        "admission.k8s.io/v1",
+        uid,
+        Operation::Create,
+        Some(object),
+        None,
+        false,
+    );
     let started = Instant::now();
-    let answer = h2
-        .review(
-            path,
-            &review(
-                "admission.k8s.io/v1",
-                uid,
-                Operation::Create,
-                Some(object),
-                None,
-                false,
-            ),
-        )
-        .await?;
+    let (status, reply) = h2.post(path, body.to_string().into_bytes()).await?;
     let took = started.elapsed();
+    if status != 200 {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&reply)));
+    }
+    let answer: Value = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
     let response = answer["response"].clone();
     if response["allowed"] != true {
         return Err(response["status"]["message"].to_string());
@@ -679,73 +674,4 @@ fn client_pki(dir: &Path) -> ClientPki {
     std::fs::write(&pki.cert, cert.pem()).unwrap();
     std::fs::write(&pki.key, key.serialize_pem()).unwrap();
     pki
-}
-
-fn tls_config(ca: &Path, client: &ClientPki) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&client.cert)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(&client.key).unwrap())
-    .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Arc::new(config)
-}
-
-/// One HTTP/2 connection over TLS, as kube-apiserver's Go client keeps to a webhook.
-#[derive(Clone)]
-struct H2 {
-    send: SendRequest<Full<Bytes>>,
-}
-
-impl H2 {
-    async fn connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> H2 {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        let (send, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        H2 { send }
-    }
-
-    /// POSTs a review to `path`; the response review, or why there is none.
-    async fn review(&self, path: &str, review: &Value) -> Result<Value, String> {
-        let mut send = self.send.clone();
-        send.ready().await.map_err(|e| e.to_string())?;
-        let request = hyper::Request::post(format!("https://localhost{path}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(review.to_string())))
-            .unwrap();
-        let response = send
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if status != 200 {
-            return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
-        }
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
-    }
 }

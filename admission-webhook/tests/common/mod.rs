@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 pub mod flow;
-pub mod h2;
+pub use fake_apiserver::webhook_client as h2;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

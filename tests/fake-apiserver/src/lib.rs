@@ -36,6 +36,7 @@
 pub mod admission;
 pub mod apply;
 mod resources;
+pub mod webhook_client;
 
 pub use resources::{
     now_rfc3339, Kind, ADDRESS_CLAIMS, HOST_CLAIMS, LEASES, MAX_OBJECT_BYTES, WASM_PLUGINS,
