@@ -283,16 +283,10 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        // SIGTERM (a rollout; as PID 1 in a container there is no default action) and SIGINT
-        // both drain and exit 0.
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .context("installing the SIGTERM handler")?;
+        // SIGTERM and SIGINT both drain and exit 0.
+        let signal = catalog::signal::shutdown().context("installing the SIGTERM handler")?;
         tokio::spawn(async move {
-            tokio::select! {
-                _ = terminate.recv() => tracing::info!("SIGTERM"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-            }
+            tracing::info!("{}", signal.await);
             let _ = stop.send(true);
         });
         server::run(config, source, stopped)

@@ -10,6 +10,8 @@
 pub mod kubernetes;
 #[cfg(feature = "kubernetes")]
 pub mod lease;
+#[cfg(feature = "kubernetes")]
+pub mod signal;
 pub mod watch;
 
 /// Where a server takes the cluster's ServiceEntries from.

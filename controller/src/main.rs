@@ -127,14 +127,10 @@ fn start(args: Args) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .context("installing the SIGTERM handler")?;
+        // SIGTERM and SIGINT both drain and exit 0.
+        let signal = catalog::signal::shutdown().context("installing the SIGTERM handler")?;
         tokio::spawn(async move {
-            tokio::select! {
-                _ = terminate.recv() => tracing::info!("SIGTERM"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-            }
+            tracing::info!("{}", signal.await);
             let _ = stop.send(true);
         });
         run(config, stopped).await.map_err(anyhow::Error::from)

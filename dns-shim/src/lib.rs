@@ -254,14 +254,11 @@ impl Shim {
     }
 }
 
+/// SIGTERM or SIGINT; SIGINT alone if the SIGTERM handler cannot be installed.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    match ::catalog::signal::shutdown() {
+        Ok(signal) => {
+            signal.await;
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
