@@ -139,6 +139,19 @@ fn kind_of(t: &Token<'_>) -> Kind {
     }
 }
 
+/// The empty plain scalar go-yaml puts where a key, value or entry is left out.
+fn empty_scalar<'a, S: Sink<'a>>(sink: &mut S, mark: Mark) -> Result<Step, Error> {
+    sink.scalar(
+        Cow::Borrowed(""),
+        ScalarStyle::Plain,
+        None,
+        None,
+        true,
+        mark,
+    )?;
+    Ok(Step::Node)
+}
+
 impl<'a> Parser<'a> {
     pub(crate) fn new(scanner: Scanner<'a>) -> Parser<'a> {
         Parser {
@@ -280,17 +293,7 @@ impl<'a> Parser<'a> {
                 | Kind::StreamEnd
         ) {
             self.state = self.pop_state();
-            return {
-                sink.scalar(
-                    Cow::Borrowed(""),
-                    ScalarStyle::Plain,
-                    None,
-                    None,
-                    true,
-                    mark,
-                )?;
-                Ok(Step::Node)
-            };
+            return empty_scalar(sink, mark);
         }
         self.parse_node(sink, true, false)
     }
@@ -516,10 +519,7 @@ impl<'a> Parser<'a> {
                 return self.parse_node(sink, true, false);
             }
             self.state = State::BlockSequenceEntry;
-            return {
-                sink.scalar(Cow::Borrowed(""), ScalarStyle::Plain, None, None, true, end)?;
-                Ok(Step::Node)
-            };
+            return empty_scalar(sink, end);
         }
         if kind == Kind::BlockEnd {
             self.state = self.pop_state();
@@ -557,10 +557,7 @@ impl<'a> Parser<'a> {
                 return self.parse_node(sink, true, false);
             }
             self.state = State::IndentlessSequenceEntry;
-            return {
-                sink.scalar(Cow::Borrowed(""), ScalarStyle::Plain, None, None, true, end)?;
-                Ok(Step::Node)
-            };
+            return empty_scalar(sink, end);
         }
         self.state = self.pop_state();
         {
@@ -599,10 +596,7 @@ impl<'a> Parser<'a> {
                 return self.parse_node(sink, true, true);
             }
             self.state = State::BlockMappingValue;
-            return {
-                sink.scalar(Cow::Borrowed(""), ScalarStyle::Plain, None, None, true, end)?;
-                Ok(Step::Node)
-            };
+            return empty_scalar(sink, end);
         }
         if kind == Kind::BlockEnd {
             self.state = self.pop_state();
@@ -632,8 +626,7 @@ impl<'a> Parser<'a> {
                 return self.parse_node(sink, true, true);
             }
             self.state = State::BlockMappingKey;
-            sink.scalar(Cow::Borrowed(""), ScalarStyle::Plain, None, None, true, end)?;
-            return Ok(Step::Node);
+            return empty_scalar(sink, end);
         }
         let kind = self.peek()?;
         let mark = self.head_mark();
@@ -646,23 +639,39 @@ impl<'a> Parser<'a> {
                 return self.parse_node(sink, true, true);
             }
             self.state = State::BlockMappingKey;
-            return {
-                sink.scalar(Cow::Borrowed(""), ScalarStyle::Plain, None, None, true, end)?;
-                Ok(Step::Node)
-            };
+            return empty_scalar(sink, end);
         }
         self.state = State::BlockMappingKey;
-        {
-            sink.scalar(
-                Cow::Borrowed(""),
-                ScalarStyle::Plain,
-                None,
-                None,
-                true,
-                mark,
-            )?;
-            Ok(Step::Node)
+        empty_scalar(sink, mark)
+    }
+
+    /// The start of an entry of a flow collection, as go-yaml reads it: the opening bracket
+    /// taken on the first entry, the `,` before any later one (an error naming `context` when
+    /// it is missing). The kind and mark of the token that follows, which may be `end`.
+    fn flow_entry_start(
+        &mut self,
+        first: bool,
+        end: Kind,
+        context: &str,
+        problem: &str,
+    ) -> Result<(Kind, Mark), Error> {
+        if first {
+            self.peek()?;
+            let mark = self.head_mark();
+            self.marks.push(mark);
+            self.skip()?;
         }
+        let kind = self.peek()?;
+        let mark = self.head_mark();
+        if kind == end || first {
+            return Ok((kind, mark));
+        }
+        if kind != Kind::FlowEntry {
+            let context_mark = self.marks.pop().unwrap_or_default();
+            return Err(self.error_ctx(context, context_mark, problem, mark));
+        }
+        self.skip()?;
+        Ok((self.peek()?, self.head_mark()))
     }
 
     fn parse_flow_sequence_entry<S: Sink<'a>>(
@@ -670,30 +679,13 @@ impl<'a> Parser<'a> {
         sink: &mut S,
         first: bool,
     ) -> Result<Step, Error> {
-        if first {
-            self.peek()?;
-            let mark = self.head_mark();
-            self.marks.push(mark);
-            self.skip()?;
-        }
-        let mut kind = self.peek()?;
-        let mut mark = self.head_mark();
+        let (kind, mark) = self.flow_entry_start(
+            first,
+            Kind::FlowSequenceEnd,
+            "while parsing a flow sequence",
+            "did not find expected ',' or ']'",
+        )?;
         if kind != Kind::FlowSequenceEnd {
-            if !first {
-                if kind == Kind::FlowEntry {
-                    self.skip()?;
-                    kind = self.peek()?;
-                    mark = self.head_mark();
-                } else {
-                    let context_mark = self.marks.pop().unwrap_or_default();
-                    return Err(self.error_ctx(
-                        "while parsing a flow sequence",
-                        context_mark,
-                        "did not find expected ',' or ']'",
-                        mark,
-                    ));
-                }
-            }
             if kind == Kind::Key {
                 self.state = State::FlowSequenceEntryMappingKey;
                 self.skip()?;
@@ -730,10 +722,7 @@ impl<'a> Parser<'a> {
         let end = mark.next_char();
         self.skip()?;
         self.state = State::FlowSequenceEntryMappingValue;
-        {
-            sink.scalar(Cow::Borrowed(""), ScalarStyle::Plain, None, None, true, end)?;
-            Ok(Step::Node)
-        }
+        empty_scalar(sink, end)
     }
 
     fn parse_flow_sequence_entry_mapping_value<S: Sink<'a>>(
@@ -751,17 +740,7 @@ impl<'a> Parser<'a> {
             }
         }
         self.state = State::FlowSequenceEntryMappingEnd;
-        {
-            sink.scalar(
-                Cow::Borrowed(""),
-                ScalarStyle::Plain,
-                None,
-                None,
-                true,
-                mark,
-            )?;
-            Ok(Step::Node)
-        }
+        empty_scalar(sink, mark)
     }
 
     fn parse_flow_sequence_entry_mapping_end<S: Sink<'a>>(
@@ -782,30 +761,13 @@ impl<'a> Parser<'a> {
         sink: &mut S,
         first: bool,
     ) -> Result<Step, Error> {
-        if first {
-            self.peek()?;
-            let mark = self.head_mark();
-            self.marks.push(mark);
-            self.skip()?;
-        }
-        let mut kind = self.peek()?;
-        let mut mark = self.head_mark();
+        let (kind, mark) = self.flow_entry_start(
+            first,
+            Kind::FlowMappingEnd,
+            "while parsing a flow mapping",
+            "did not find expected ',' or '}'",
+        )?;
         if kind != Kind::FlowMappingEnd {
-            if !first {
-                if kind == Kind::FlowEntry {
-                    self.skip()?;
-                    kind = self.peek()?;
-                    mark = self.head_mark();
-                } else {
-                    let context_mark = self.marks.pop().unwrap_or_default();
-                    return Err(self.error_ctx(
-                        "while parsing a flow mapping",
-                        context_mark,
-                        "did not find expected ',' or '}'",
-                        mark,
-                    ));
-                }
-            }
             if kind == Kind::Key {
                 self.skip()?;
                 let kind = self.peek()?;
@@ -815,17 +777,7 @@ impl<'a> Parser<'a> {
                     return self.parse_node(sink, false, false);
                 }
                 self.state = State::FlowMappingValue;
-                return {
-                    sink.scalar(
-                        Cow::Borrowed(""),
-                        ScalarStyle::Plain,
-                        None,
-                        None,
-                        true,
-                        mark,
-                    )?;
-                    Ok(Step::Node)
-                };
+                return empty_scalar(sink, mark);
             }
             if kind != Kind::FlowMappingEnd {
                 self.states.push(State::FlowMappingEmptyValue);
@@ -850,17 +802,7 @@ impl<'a> Parser<'a> {
         let mark = self.head_mark();
         if empty {
             self.state = State::FlowMappingKey;
-            return {
-                sink.scalar(
-                    Cow::Borrowed(""),
-                    ScalarStyle::Plain,
-                    None,
-                    None,
-                    true,
-                    mark,
-                )?;
-                Ok(Step::Node)
-            };
+            return empty_scalar(sink, mark);
         }
         if kind == Kind::Value {
             self.skip()?;
@@ -871,30 +813,10 @@ impl<'a> Parser<'a> {
                 return self.parse_node(sink, false, false);
             }
             self.state = State::FlowMappingKey;
-            return {
-                sink.scalar(
-                    Cow::Borrowed(""),
-                    ScalarStyle::Plain,
-                    None,
-                    None,
-                    true,
-                    mark,
-                )?;
-                Ok(Step::Node)
-            };
+            return empty_scalar(sink, mark);
         }
         self.state = State::FlowMappingKey;
-        {
-            sink.scalar(
-                Cow::Borrowed(""),
-                ScalarStyle::Plain,
-                None,
-                None,
-                true,
-                mark,
-            )?;
-            Ok(Step::Node)
-        }
+        empty_scalar(sink, mark)
     }
 }
 
