@@ -90,29 +90,12 @@ pub(crate) fn may_resolve(s: &str) -> bool {
 
 /// The non-string meaning of a plain scalar, if it has one.
 fn plain_kind(s: &str) -> Option<Resolved<'static>> {
-    let first = match s.as_bytes().first() {
-        None => return Some(Resolved::Null),
-        Some(&b) => b,
-    };
-    // go-yaml's hint: only these first characters can start a non-string.
-    match first {
-        b'+'
-        | b'-'
-        | b'0'..=b'9'
-        | b'y'
-        | b'Y'
-        | b'n'
-        | b'N'
-        | b't'
-        | b'T'
-        | b'f'
-        | b'F'
-        | b'o'
-        | b'O'
-        | b'~'
-        | b'.' => {}
-        _ => return None,
+    if !may_resolve(s) {
+        return None;
     }
+    let Some(&first) = s.as_bytes().first() else {
+        return Some(Resolved::Null);
+    };
     if let Some(r) = table(s) {
         return Some(r);
     }
