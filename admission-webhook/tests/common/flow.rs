@@ -28,26 +28,7 @@ pub type Created = Result<Value, String>;
 /// `validate`, and stores it in `api` when both admit.
 pub async fn create(api: &FakeApiServer, mutate: &H2, validate: &H2, mut object: Value) -> Created {
     let uid = new_uid();
-    let answer = mutate
-        .review(
-            "/mutate",
-            &review(
-                "admission.k8s.io/v1",
-                &uid,
-                Operation::Create,
-                Some(&object),
-                None,
-                false,
-            ),
-        )
-        .await;
-    let response = &answer["response"];
-    if response["allowed"] != true {
-        return Err(response["status"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .to_string());
-    }
+    let response = admit(mutate, "/mutate", &uid, &object).await?;
     if let Some(patch) = response["patch"].as_str() {
         assert_eq!(response["patchType"], "JSONPatch");
         let bytes = base64::engine::general_purpose::STANDARD
@@ -58,26 +39,32 @@ pub async fn create(api: &FakeApiServer, mutate: &H2, validate: &H2, mut object:
     }
     // The API server sets the uid before validating admission.
     object["metadata"]["uid"] = Value::from(uid.clone());
-    let answer = validate
+    admit(validate, "/validate", &uid, &object).await?;
+    api.create(object.clone());
+    Ok(object)
+}
+
+/// One CREATE review of `object` at `path`: the response when allowed, its message when not.
+async fn admit(webhook: &H2, path: &str, uid: &str, object: &Value) -> Result<Value, String> {
+    let answer = webhook
         .review(
-            "/validate",
+            path,
             &review(
                 "admission.k8s.io/v1",
-                &uid,
+                uid,
                 Operation::Create,
-                Some(&object),
+                Some(object),
                 None,
                 false,
             ),
         )
         .await;
-    let response = &answer["response"];
+    let response = answer["response"].clone();
     if response["allowed"] != true {
         return Err(response["status"]["message"]
             .as_str()
             .unwrap_or("")
             .to_string());
     }
-    api.create(object.clone());
-    Ok(object)
+    Ok(response)
 }
