@@ -37,6 +37,13 @@ struct Controller {
 
 impl Controller {
     fn start(kubeconfig: &Path, extra: &[&str]) -> Controller {
+        let controller = Controller::spawn(kubeconfig, extra);
+        wait_for("/readyz 200", || controller.get("/readyz").0 == 200);
+        controller
+    }
+
+    /// Started, its admin endpoint answering; not waited on to be ready.
+    fn spawn(kubeconfig: &Path, extra: &[&str]) -> Controller {
         let mut child = Command::new(BIN)
             .arg("--kubeconfig")
             .arg(kubeconfig)
@@ -72,9 +79,7 @@ impl Controller {
                 }
             }
         };
-        let controller = Controller { child, admin, logs };
-        wait_for("/readyz 200", || controller.get("/readyz").0 == 200);
-        controller
+        Controller { child, admin, logs }
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -606,4 +611,32 @@ fn files_feed_the_table_and_a_bad_file_keeps_the_last_one() {
         .logs()
         .iter()
         .any(|l| l.contains("broken.yaml") && l.contains("not reloaded")));
+}
+
+#[test]
+fn a_dead_api_server_leaves_it_alive_unready_and_stoppable() {
+    let dir = tempfile::tempdir().unwrap();
+    // A kubeconfig for an API server that is gone: its port refuses connections.
+    let kubeconfig = {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let api = runtime.block_on(FakeApiServer::start());
+        let kubeconfig = api.write_kubeconfig(dir.path());
+        drop(api);
+        drop(runtime);
+        kubeconfig
+    };
+    let mut controller = Controller::spawn(&kubeconfig, &[]);
+    wait_for("failed lists counted", || {
+        controller.metric("globalmesh_controller_source_errors_total") >= 2.0
+    });
+    assert_eq!(controller.get("/healthz").0, 200);
+    let (status, body) = controller.get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        controller.child.try_wait().unwrap().is_none(),
+        "still running"
+    );
+    controller.signal("-TERM");
+    let status = controller.wait_exit().expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
 }
